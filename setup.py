@@ -1,0 +1,50 @@
+"""Packaging for hatsu-sync, the synchronous client for the hatsu gateway."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="hatsu-sync",
+    version="0.1.0",
+    description="A synchronous Python client for the hatsu gateway event stream.",
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    packages=find_packages(include=["hatsu_sync", "hatsu_sync.*"]),
+    package_data={"hatsu_sync": ["py.typed"]},
+    python_requires=">=3.9",
+    install_requires=[
+        # 1.6 is the first release whose WebSocket frame buffer API we build on.
+        "websocket-client>=1.6,<2",
+        "requests>=2.25",
+        "dataclasses-json>=0.5.7",
+        # Only hatsu_sync.testing.LocalGateway uses it (the sync server API of 13+).
+        "websockets>=13",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "trustme>=1.0",
+            "nbclient>=0.7",
+            "nbformat>=5.7",
+            "ipykernel>=6.20",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["hatsu-sync = hatsu_sync.cli:main"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Typing :: Typed",
+    ],
+)
