@@ -129,7 +129,7 @@ class Decoder:
             # READY's `d` is a JSON document encoded as a string. If it does not parse, the
             # string is kept as sent: the event is still delivered.
             with contextlib.suppress(ValueError, RecursionError):
-                msg["d"] = _loads(data)
+                return event_from_message(msg, _loads(data))
         return event_from_message(msg)
 
     def _inflate(self, payload: bytes | bytearray | str) -> bytes:

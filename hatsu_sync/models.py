@@ -72,7 +72,7 @@ class Event(DataClassJsonMixin):
         name: the event name (the message's ``t``).
         data: the message's ``d``, decoded a second time if it was a string holding a JSON
             object or array (READY); None when the message has no ``d`` (NOTIFICATION).
-        raw: the whole message as received (with ``d`` decoded, as in ``data``); fields that no
+        raw: the whole message as received (READY's ``d`` stays the JSON string); fields that no
             model knows are reachable here. Left out of ``repr()`` to keep it readable.
     """
 
@@ -572,24 +572,30 @@ EVENT_TYPES: Mapping[str, Type[Event]] = MappingProxyType({name: cls for name, c
 _BUILDERS: Dict[str, _Builder] = {name: build for name, _, build in _REGISTRY}
 
 
-def event_from_message(msg: Dict[str, Any]) -> Event:
+_FROM_MSG: Any = object()
+
+
+def event_from_message(msg: Dict[str, Any], data: Any = _FROM_MSG) -> Event:
     """Build the event for one decoded gateway message.
 
     Args:
-        msg: a JSON object (as ``json.loads`` makes it) whose ``t`` is a str, with ``d``
-            already decoded a second time if it was a string holding JSON. It becomes the
+        msg: a JSON object (as ``json.loads`` makes it) whose ``t`` is a str. It becomes the
             event's ``raw`` as is (not copied).
+        data: the ``d`` to build from, when it differs from ``msg["d"]`` (READY's ``d`` is a
+            JSON document encoded as a string: the decoder passes it decoded, and ``raw``
+            keeps the string as received). Default: ``msg.get("d")``.
 
     Returns:
         The model registered in :data:`EVENT_TYPES` for ``msg["t"]``; the base :class:`Event`
         when the name is unknown or when the message's fields do not fit that model (a JSON
-        type other than the model's). ``data`` is ``msg.get("d")``.
+        type other than the model's). Its ``data`` is ``data``.
 
     Raises:
         Nothing for any dict whose ``t`` is a str: every such message becomes an event.
     """
     name: str = msg["t"]
-    data = msg.get("d")
+    if data is _FROM_MSG:
+        data = msg.get("d")
     build = _BUILDERS.get(name)
     if build is not None:
         try:
