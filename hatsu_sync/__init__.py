@@ -1,11 +1,14 @@
 """hatsu_sync: a synchronous client for the hatsu gateway event stream.
 
-Pull events with :meth:`Client.get_event` or register callbacks with :meth:`Client.on`; the
-client runs the websocket, keepalive pings, reconnects and zlib decoding in background threads.
+Pull events with :meth:`Client.get_event` (or iterate over the client), or register callbacks
+with :meth:`Client.on`. The websocket, keepalive pings, reconnects and zlib decoding run in
+background threads; see README.rst for the guide.
 """
 
 import logging
 
+from ._client import DEFAULT_FATAL_CLOSE_CODES, DEFAULT_GATEWAY, PRODUCTION_1, Client
+from ._state import Connected, Disconnected, State, Stats
 from .exceptions import (
     ClientClosed,
     ConnectError,
@@ -14,22 +17,75 @@ from .exceptions import (
     GatewayClosed,
     HatsuError,
 )
+from .models import (
+    EVENT_TYPES,
+    Ack,
+    Channel,
+    ChannelCreate,
+    Embed,
+    EmbedText,
+    Event,
+    Guild,
+    GuildCreate,
+    GuildDelete,
+    GuildEvent,
+    GuildInit,
+    GuildJoin,
+    GuildUpdate,
+    Hello,
+    Invite,
+    InviteCreate,
+    MemberJoin,
+    MessageCreate,
+    MessageDelete,
+    Notification,
+    Presence,
+    PresenceUpdate,
+    Ready,
+)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
-DEFAULT_GATEWAY = "https://gateway.vincentrps.xyz"
-PRODUCTION_1 = "wss://gateway-prod-1.vincentrps.xyz"
-
 __all__ = [
+    "DEFAULT_FATAL_CLOSE_CODES",
     "DEFAULT_GATEWAY",
+    "EVENT_TYPES",
     "PRODUCTION_1",
+    "Ack",
+    "Channel",
+    "ChannelCreate",
+    "Client",
     "ClientClosed",
     "ConnectError",
+    "Connected",
     "DecodeError",
+    "Disconnected",
     "DiscoveryError",
+    "Embed",
+    "EmbedText",
+    "Event",
     "GatewayClosed",
+    "Guild",
+    "GuildCreate",
+    "GuildDelete",
+    "GuildEvent",
+    "GuildInit",
+    "GuildJoin",
+    "GuildUpdate",
     "HatsuError",
+    "Hello",
+    "Invite",
+    "InviteCreate",
+    "MemberJoin",
+    "MessageCreate",
+    "MessageDelete",
+    "Notification",
+    "Presence",
+    "PresenceUpdate",
+    "Ready",
+    "State",
+    "Stats",
     "__version__",
 ]

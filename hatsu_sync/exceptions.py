@@ -79,7 +79,9 @@ class GatewayClosed(HatsuError):
     def __str__(self) -> str:
         if self.code is None:
             return f"gateway connection lost: {self.reason or 'no close frame'}"
-        return f"gateway closed the connection with code {self.code}: {self.reason or '(no reason)'}"
+        return (
+            f"gateway closed the connection with code {self.code}: {self.reason or '(no reason)'}"
+        )
 
 
 class ClientClosed(HatsuError):

@@ -1,0 +1,615 @@
+"""The transport: one websocket-client socket per attempt and the supervisor that reconnects.
+
+Threads, and why there are this many:
+
+- ``hatsu-sync-transport`` (one per client while it runs): the supervisor. It runs discovery,
+  the handshake and the identify, then reads the connection until it ends, then decides: stop,
+  or back off and reconnect. It never runs user code, so pings are always answered.
+- ``hatsu-sync-keepalive`` (one per connection, when ``ping_interval`` is set): pings the
+  gateway and aborts the socket when nothing arrives within ``ping_timeout`` of a ping. A
+  separate thread makes a dead server visible within ``ping_interval + ping_timeout`` even
+  though the reader blocks in ``recv`` (websocket-client's own checker only looks at the clock
+  when ``select`` wakes up, up to ``ping_timeout`` late).
+
+websocket-client's ``WebSocketApp.run_forever`` is not used: its reconnect is a fixed sleep to a
+fixed URL, and it assembles fragmented messages without any size limit. The reader here uses
+the lower ``WebSocket`` frame API, so it can refuse an oversized frame from its header and skip
+its payload without ever buffering it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+import websocket
+from websocket import ABNF
+
+from ._decode import Decoder
+from ._discovery import discover
+from ._state import Deadline, Disconnected, State
+from .exceptions import ClientClosed, ConnectError, DecodeError, GatewayClosed, HatsuError
+from .models import Event
+
+__all__ = ["Connection", "Ending", "Listener", "Settings", "Supervisor", "backoff_delay"]
+
+log = logging.getLogger("hatsu_sync")
+
+_TEXT = ABNF.OPCODE_TEXT
+_BINARY = ABNF.OPCODE_BINARY
+_CONT = ABNF.OPCODE_CONT
+_CLOSE = ABNF.OPCODE_CLOSE
+_PING = ABNF.OPCODE_PING
+_PONG = ABNF.OPCODE_PONG
+
+_SKIP_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a connection attempt needs; built once by the Client."""
+
+    session_id: str = field(repr=False)
+    gateway: str
+    url: str | None
+    encoding: str
+    ping_interval: float | None
+    ping_timeout: float | None
+    reconnect: bool
+    max_retries: int | None
+    backoff_base: float
+    backoff_max: float
+    max_message_size: int
+    fatal_close_codes: frozenset[int]
+    ssl_context: ssl.SSLContext | None
+    proxy: str | None
+
+    def identify(self) -> str:
+        """The identify message: always plain JSON text, in zlib mode too."""
+        return json.dumps({"session_id": self.session_id, "encoding": self.encoding})
+
+
+class Listener(Protocol):
+    """What the supervisor reports to; implemented by the client's core."""
+
+    def deliver(self, event: Event) -> None:
+        """A decoded event (called on the transport thread, must not block)."""
+
+    def decode_failed(self, error: DecodeError) -> None:
+        """A message that could not be decoded."""
+
+    def connected(self, url: str) -> None:
+        """A connection is up and the identify is sent."""
+
+    def disconnected(self, info: Disconnected) -> None:
+        """A connection announced by ``connected`` has ended."""
+
+    def state_changed(self, state: State) -> None:
+        """The supervisor moved the client to ``state``."""
+
+    def finished(self, error: HatsuError | None) -> None:
+        """The supervisor stopped for good: ``error`` says why (None when asked to stop)."""
+
+
+class Ending(NamedTuple):
+    """How one connection ended."""
+
+    code: int | None
+    reason: str
+    error: BaseException | None = None
+
+
+def backoff_delay(
+    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**attempt))``."""
+    return rand() * min(cap, base * 2.0 ** min(attempt, 64))
+
+
+def _close_args(data: bytes) -> tuple[int | None, str]:
+    if len(data) < 2:
+        return None, ""
+    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
+
+
+def _proxy_options(proxy: str | None) -> dict[str, Any]:
+    """websocket-client's options for an explicit ``http://[user:pass@]host:port`` proxy."""
+    if proxy is None:
+        return {}  # websocket-client reads HTTPS_PROXY / HTTP_PROXY / NO_PROXY itself
+    parts = urlsplit(proxy)
+    options: dict[str, Any] = {
+        "http_proxy_host": parts.hostname,
+        "http_proxy_port": parts.port or 80,
+        "proxy_type": "http",
+    }
+    if parts.username is not None:
+        options["http_proxy_auth"] = (parts.username, parts.password or "")
+    return options
+
+
+class Connection:
+    """One websocket connection: handshake, identify, the read loop and its keepalive."""
+
+    def __init__(self, url: str, settings: Settings, listener: Listener) -> None:
+        self.url = url
+        self._settings = settings
+        self._listener = listener
+        # Guards _ws, _closing and _aborted: close() and abort() come from other threads.
+        self._lock = threading.Lock()
+        self._ws: websocket.WebSocket | None = None
+        self._closing = False
+        self._aborted = False
+        self._keepalive_expired = False
+        self._last_rx = time.monotonic()
+        self._stop_keepalive = threading.Event()
+        self._keepalive: threading.Thread | None = None
+        self.delivered = 0
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def open(self, deadline: Deadline) -> None:
+        """Connect, identify and start the keepalive.
+
+        Raises:
+            ConnectError: the handshake or the identify failed, or ``abort()`` was called.
+        """
+        settings = self._settings
+        sslopt: dict[str, Any] = {}
+        if settings.ssl_context is not None:
+            sslopt["context"] = settings.ssl_context
+        ws = websocket.WebSocket(
+            sslopt=sslopt,
+            sockopt=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            skip_utf8_validation=True,  # 5x faster; json.loads rejects invalid UTF-8 itself
+            enable_multithread=True,  # serialises sends: pings and pongs come from two threads
+        )
+        with self._lock:
+            if self._aborted:
+                raise ConnectError(f"connection to {self.url} cancelled")
+            self._ws = ws
+        try:
+            ws.connect(  # type: ignore[no-untyped-call]
+                self.url,
+                timeout=deadline.remaining(),
+                suppress_origin=True,
+                **_proxy_options(settings.proxy),
+            )
+            ws.settimeout(None)  # reads block; the keepalive thread notices a dead server
+            ws.send(settings.identify())
+        except Exception as exc:
+            self._close_socket()
+            if self._aborted:
+                raise ConnectError(f"connection to {self.url} cancelled") from exc
+            raise ConnectError(f"could not connect to {self.url}: {_describe(exc)}") from exc
+        self._last_rx = time.monotonic()
+        if settings.ping_interval:
+            self._keepalive = threading.Thread(
+                target=self._keep_alive, name="hatsu-sync-keepalive", daemon=True
+            )
+            self._keepalive.start()
+
+    # -- sending and stopping (any thread) -----------------------------------------------------
+
+    def send_text(self, text: str) -> None:
+        """Send one text message.
+
+        Raises:
+            ConnectError: the connection is closing or the send failed.
+        """
+        ws = self._ws
+        if ws is None or self._closing or self._aborted:
+            raise ConnectError(f"not connected to {self.url}")
+        try:
+            ws.send(text)
+        except Exception as exc:
+            raise ConnectError(f"sending to {self.url} failed: {_describe(exc)}") from exc
+
+    def close(self, code: int = 1000) -> None:
+        """Start the closing handshake (once); the reader ends when the gateway answers."""
+        with self._lock:
+            if self._closing or self._aborted or self._ws is None:
+                return
+            self._closing = True
+            ws = self._ws
+        try:
+            ws.send_close(code)
+        except Exception as exc:
+            log.debug("sending the close frame failed: %s", _describe(exc))
+            self.abort()
+
+    def abort(self) -> None:
+        """Shut the socket down at once: the reader's blocked ``recv`` returns and it ends."""
+        with self._lock:
+            self._aborted = True
+            ws = self._ws
+        sock = ws.sock if ws is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed or never connected
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _close_socket(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            ws.shutdown()  # type: ignore[no-untyped-call]
+
+    def teardown(self) -> None:
+        """Stop the keepalive thread and close the socket (on the transport thread)."""
+        self._stop_keepalive.set()
+        keepalive = self._keepalive
+        if keepalive is not None and keepalive is not threading.current_thread():
+            keepalive.join(5.0)
+        self._close_socket()
+
+    # -- keepalive -----------------------------------------------------------------------------
+
+    def _keep_alive(self) -> None:
+        interval = self._settings.ping_interval
+        timeout = self._settings.ping_timeout
+        assert interval
+        ws = self._ws
+        assert ws is not None
+        stop = self._stop_keepalive
+        next_ping = time.monotonic() + interval
+        while not stop.wait(max(0.0, next_ping - time.monotonic())):
+            sent = time.monotonic()
+            next_ping = sent + interval
+            try:
+                ws.ping()
+            except Exception as exc:
+                log.debug("ping failed: %s", _describe(exc))
+                return  # the reader sees the same failure and ends the connection
+            if timeout is None:
+                continue
+            if stop.wait(timeout):
+                return
+            # Any frame counts as a sign of life: under a heavy stream the pong can wait
+            # behind buffered data frames, and those prove the gateway is there.
+            if self._last_rx < sent:
+                log.warning("no answer to a ping within %s s: dropping the connection", timeout)
+                self._keepalive_expired = True
+                self.abort()
+                return
+
+    # -- reading (the transport thread) --------------------------------------------------------
+
+    def run(self) -> Ending:
+        """Read and deliver messages until the connection ends; return how it ended."""
+        ws = self._ws
+        assert ws is not None
+        try:
+            return self._read(ws)
+        except Exception as exc:
+            if self._keepalive_expired:
+                timeout = self._settings.ping_timeout
+                return Ending(None, f"keepalive ping timeout (no answer within {timeout} s)", exc)
+            if self._closing and not self._aborted:
+                return Ending(None, "closed by the client", None)
+            if self._aborted:
+                return Ending(None, "connection aborted", exc)
+            if isinstance(exc, websocket.WebSocketProtocolException):
+                self.close(1002)
+            return Ending(None, f"connection lost: {_describe(exc)}", exc)
+
+    def _read(self, ws: websocket.WebSocket) -> Ending:
+        settings = self._settings
+        limit = settings.max_message_size
+        zlib_mode = settings.encoding == "zlib"
+        decode = Decoder(settings.encoding, limit).decode
+        listener = self._listener
+        deliver = listener.deliver
+        monotonic = time.monotonic
+        # websocket-client's frame buffer is typed loosely (payloads as str | bytes); with
+        # skip_utf8_validation every payload is bytes.
+        fb: Any = ws.frame_buffer
+        recv_frame: Callable[[], Any] = fb.recv_frame
+        parts: list[bytes] | None = None  # the fragments of the message being assembled
+        size = 0
+        binary = False
+        discarding = False  # the message being assembled went over the limit
+
+        while True:
+            # Read the header first, so an oversized frame is refused before its payload.
+            if fb.header is None:
+                fb.recv_header()
+            if fb.length is None:
+                fb.recv_length()
+            if fb.length > limit:
+                opcode, fin = self._skip_payload(fb)
+                self._last_rx = monotonic()
+                if opcode != _CONT:
+                    binary = opcode == _BINARY
+                parts, discarding = None, not fin
+                if fin:
+                    error = self._too_big(limit, fatal=zlib_mode and binary)
+                    if error is not None:
+                        return error
+                continue
+
+            frame = recv_frame()
+            self._last_rx = monotonic()
+            opcode = frame.opcode
+            if opcode in (_TEXT, _BINARY):
+                if parts is not None or discarding:
+                    raise websocket.WebSocketProtocolException(
+                        "new message inside a fragmented one"
+                    )
+                binary = opcode == _BINARY
+                if not frame.fin:
+                    parts, size = [frame.data], len(frame.data)
+                    continue
+                payload = frame.data
+            elif opcode == _CONT:
+                if discarding:
+                    if frame.fin:
+                        discarding = False
+                        error = self._too_big(limit, fatal=zlib_mode and binary)
+                        if error is not None:
+                            return error
+                    continue
+                if parts is None:
+                    raise websocket.WebSocketProtocolException("continuation without a message")
+                size += len(frame.data)
+                if size > limit:
+                    parts, discarding = None, not frame.fin
+                    if frame.fin:
+                        error = self._too_big(limit, fatal=zlib_mode and binary)
+                        if error is not None:
+                            return error
+                    continue
+                parts.append(frame.data)
+                if not frame.fin:
+                    continue
+                payload = b"".join(parts)
+                parts = None
+            elif opcode == _PING:
+                ws.pong(frame.data)
+                continue
+            elif opcode == _PONG:
+                continue
+            elif opcode == _CLOSE:
+                return self._peer_closed(ws, frame.data)
+            else:  # pragma: no cover - websocket-client validates opcodes
+                raise websocket.WebSocketProtocolException(f"unexpected opcode {opcode}")
+
+            try:
+                event = decode(payload, binary)
+            except DecodeError as exc:
+                listener.decode_failed(exc)
+                if exc.fatal:
+                    self.close(1007)
+                    return Ending(None, f"undecodable zlib stream: {exc}", exc)
+                continue
+            self.delivered += 1
+            deliver(event)
+
+    def _skip_payload(self, fb: Any) -> tuple[int, bool]:
+        """Read and throw away the payload of the frame whose header ``fb`` holds."""
+        fin, opcode = bool(fb.header[0]), fb.header[4]
+        if fb.mask_value is None:
+            fb.recv_mask()
+        remaining = fb.length
+        while remaining > 0:
+            remaining -= len(fb.recv_strict(min(remaining, _SKIP_CHUNK)))
+        fb.clear()
+        return opcode, fin
+
+    def _too_big(self, limit: int, *, fatal: bool) -> Ending | None:
+        error = DecodeError(f"message over max_message_size ({limit} bytes) discarded", fatal=fatal)
+        self._listener.decode_failed(error)
+        if not fatal:
+            return None
+        self.close(1009)
+        return Ending(None, "a zlib message over max_message_size broke the stream", error)
+
+    def _peer_closed(self, ws: websocket.WebSocket, data: bytes) -> Ending:
+        code, reason = _close_args(data)
+        with self._lock:
+            answer = not self._closing
+            self._closing = True
+        if answer:
+            try:
+                ws.send_close(code if code is not None else 1000)
+            except Exception as exc:
+                log.debug("answering the close frame failed: %s", _describe(exc))
+        elif not reason:
+            reason = "closed by the client"
+        return Ending(code, reason, None)
+
+
+class Supervisor:
+    """Owns the transport thread: connect, read, and reconnect with backoff, until stopped."""
+
+    def __init__(self, settings: Settings, listener: Listener) -> None:
+        self._settings = settings
+        self._listener = listener
+        self._stop = threading.Event()  # set by stop(): no new attempt, ends a backoff wait
+        self._lock = threading.Lock()  # guards _conn
+        self._conn: Connection | None = None
+        self._thread = threading.Thread(target=self._run, name="hatsu-sync-transport", daemon=True)
+        self._first_done = threading.Event()
+        self._first_error: HatsuError | None = None
+        self._timeout = 10.0
+        self.reconnects = 0
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The transport thread."""
+        return self._thread
+
+    def start(self, timeout: float) -> None:
+        """Start the transport thread and wait until the first connection is identified.
+
+        Raises:
+            ConnectError: the first connection failed (the thread has then ended).
+            ClientClosed: ``stop()`` was called meanwhile.
+        """
+        self._timeout = timeout
+        self._thread.start()
+        try:
+            # The attempt enforces ``timeout`` itself; the margin only guards against a bug.
+            finished = self._first_done.wait(timeout + 5.0)
+        except BaseException:  # Ctrl-C while connecting: cancel the attempt, then re-raise
+            self.stop(Deadline(2.0))
+            raise
+        if not finished:
+            self.stop(Deadline(2.0))
+            raise ConnectError(f"connecting timed out after {timeout} s")
+        if self._first_error is not None:
+            self._thread.join(5.0)
+            raise self._first_error
+
+    def current(self) -> Connection | None:
+        """The live connection, if any."""
+        return self._conn
+
+    def stop(self, deadline: Deadline) -> bool:
+        """Stop reconnecting, close the connection politely, then abort it at ``deadline``.
+
+        Returns True once the transport thread has ended.
+        """
+        self._stop.set()
+        with self._lock:
+            conn = self._conn
+        if conn is not None:
+            conn.close()
+        if self._thread is threading.current_thread() or not self._thread.is_alive():
+            return not self._thread.is_alive()
+        # Give the gateway half the time to answer the close frame, then pull the plug.
+        remaining = deadline.remaining()
+        self._thread.join(None if remaining is None else remaining / 2)
+        if self._thread.is_alive():
+            with self._lock:
+                conn = self._conn
+            if conn is not None:
+                conn.abort()
+            self._thread.join(deadline.remaining())
+        return not self._thread.is_alive()
+
+    def _establish(self) -> Connection:
+        settings = self._settings
+        deadline = Deadline(self._timeout)
+        url = settings.url
+        if url is None:
+            url = discover(
+                settings.gateway,
+                timeout=self._timeout,
+                ssl_context=settings.ssl_context,
+                proxy=settings.proxy,
+            )
+        conn = Connection(url, settings, self._listener)
+        with self._lock:
+            if self._stop.is_set():
+                raise ClientClosed("the client was closed while connecting")
+            self._conn = conn
+        try:
+            conn.open(deadline)
+        except BaseException:
+            with self._lock:
+                self._conn = None
+            raise
+        return conn
+
+    def _run(self) -> None:
+        settings = self._settings
+        listener = self._listener
+        failures = 0  # consecutive failed attempts since the last healthy connection
+        first = True
+        outcome: HatsuError | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn = self._establish()
+                except HatsuError as exc:
+                    if first:
+                        self._first_error = None if self._stop.is_set() else exc
+                        return
+                    if self._stop.is_set():
+                        return
+                    failures += 1
+                    log.warning("reconnect attempt %d failed: %s", failures, exc)
+                    if settings.max_retries is not None and failures >= settings.max_retries:
+                        outcome = _gave_up(failures, exc)
+                        return
+                    if not self._back_off(failures):
+                        return
+                    continue
+
+                if first:
+                    first = False
+                    self._first_done.set()
+                else:
+                    self.reconnects += 1
+                listener.state_changed(State.CONNECTED)
+                listener.connected(conn.url)
+                log.info("connected to %s", conn.url)
+
+                ending = conn.run()
+                conn.teardown()
+                with self._lock:
+                    self._conn = None
+                failures = 0 if conn.delivered else failures + 1
+
+                if self._stop.is_set():
+                    listener.disconnected(Disconnected(ending.code, ending.reason, False))
+                    return
+                fatal = not settings.reconnect or ending.code in settings.fatal_close_codes
+                gave_up = (
+                    not fatal
+                    and settings.max_retries is not None
+                    and failures >= settings.max_retries
+                )
+                listener.disconnected(
+                    Disconnected(ending.code, ending.reason, not (fatal or gave_up))
+                )
+                if fatal:
+                    log.warning("connection to %s ended for good: %s", conn.url, ending.reason)
+                    outcome = GatewayClosed(ending.code, ending.reason)
+                    return
+                if gave_up:
+                    outcome = _gave_up(failures, GatewayClosed(ending.code, ending.reason))
+                    return
+                log.warning("connection to %s lost (%s): reconnecting", conn.url, ending.reason)
+                listener.state_changed(State.RECONNECTING)
+                if not self._back_off(failures):
+                    return
+        except BaseException as exc:  # a bug: report it rather than die silently
+            log.exception("the transport thread failed")
+            outcome = ConnectError(f"internal error in the transport thread: {exc!r}")
+            outcome.__cause__ = exc
+        finally:
+            if first:  # connect() is waiting: it raises this error, the client stays usable
+                if self._first_error is None:
+                    self._first_error = outcome or ClientClosed(
+                        "the client was closed while connecting"
+                    )
+                self._first_done.set()
+            else:
+                listener.finished(outcome)
+
+    def _back_off(self, attempt: int) -> bool:
+        """Sleep before the next attempt; False if stopped meanwhile."""
+        settings = self._settings
+        delay = backoff_delay(attempt, settings.backoff_base, settings.backoff_max)
+        log.info("next connection attempt in %.2f s", delay)
+        return not self._stop.wait(delay)
+
+
+def _gave_up(failures: int, last: HatsuError) -> ConnectError:
+    error = ConnectError(f"gave up reconnecting after {failures} failed attempt(s): {last}")
+    error.__cause__ = last
+    return error
+
+
+def _describe(exc: BaseException) -> str:
+    """A short description of a dependency's exception, for messages and logs."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
