@@ -1,0 +1,79 @@
+"""Shared fixtures: a LocalGateway on loopback, clients that are always closed, leak checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from hatsu_sync import Client
+from hatsu_sync.testing import LocalGateway
+
+# Every wait in the tests scales with this one constant.
+T = 5.0
+
+SESSION = "sess-8c1f-SECRET-do-not-leak"
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = T, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def client_threads() -> list[threading.Thread]:
+    """The threads a hatsu_sync Client owns that are alive now."""
+    return [t for t in threading.enumerate() if t.name.startswith("hatsu-sync")]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    """Every test must end with no client thread running."""
+    yield
+    eventually(lambda: not client_threads(), what="client threads to end")
+
+
+@pytest.fixture
+def gateway() -> Iterator[LocalGateway]:
+    with LocalGateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+def make_client(gateway: LocalGateway) -> Iterator[Callable[..., Client]]:
+    """Build clients pointed at the gateway's discovery URL; all are closed at teardown."""
+    clients: list[Client] = []
+
+    def make(session_id: str = SESSION, **kwargs: Any) -> Client:
+        kwargs.setdefault("gateway", gateway.http_url)
+        kwargs.setdefault("backoff_base", 0.01)
+        kwargs.setdefault("backoff_max", 0.05)
+        client = Client(session_id, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close(timeout=T)
+
+
+def take(client: Client, n: int, timeout: float = T) -> list[Any]:
+    """The next ``n`` events of ``client``."""
+    return [client.get_event(timeout=timeout) for _ in range(n)]
+
+
+def take_until(client: Client, name: str, timeout: float = T) -> Any:
+    """Skip events until one named ``name``; return it."""
+    while True:
+        event = client.get_event(timeout=timeout)
+        if event.name == name:
+            return event
