@@ -149,6 +149,7 @@ class Connection:
         self._closing = False
         self._aborted = False
         self._keepalive_expired = False
+        self._opened = False  # set once the identify is sent
         self._last_rx = time.monotonic()
         self._stop_keepalive = threading.Event()
         self._keepalive: threading.Thread | None = None
@@ -185,6 +186,10 @@ class Connection:
             )
             ws.settimeout(None)  # reads block; the keepalive thread notices a dead server
             ws.send(settings.identify())
+            with self._lock:
+                self._opened = not self._aborted
+            if not self._opened:
+                raise ConnectionAbortedError("aborted during the handshake")
         except Exception as exc:
             self._close_socket()
             if self._aborted:
@@ -218,8 +223,14 @@ class Connection:
         with self._lock:
             if self._closing or self._aborted or self._ws is None:
                 return
-            self._closing = True
-            ws = self._ws
+            if not self._opened:  # mid-handshake there is no closing handshake to wait for
+                ws = None
+            else:
+                self._closing = True
+                ws = self._ws
+        if ws is None:
+            self.abort()
+            return
         try:
             ws.send_close(code)
         except Exception as exc:
