@@ -5,7 +5,8 @@ discovery endpoint (``GET /available`` answers ``{"port": WS_PORT}``) and the we
 which behaves like the deployed server (PROTOCOL.md): it waits for the identify, closes with
 4002 / 4004 / 4001 on a bad one, sends HELLO then READY (its ``d`` a JSON document encoded as a
 string), encodes in ``json`` (text frames) or ``zlib`` (one deflate stream per connection, full
-flushes, fragmented binary messages), answers HEARTBEAT with ACK and pings its clients.
+flushes, fragmented binary messages), answers HEARTBEAT with ACK, fans a client's PRESENCE out
+as PRESENCE_UPDATE to every identified client (the sender too) and pings its clients.
 
 On top of that it can misbehave on demand, for testing how a client copes: :meth:`abort`,
 :meth:`disconnect`, :meth:`go_silent`, :meth:`fail_discovery`, :meth:`set_discovery_answer`,
@@ -60,7 +61,9 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-__all__ = ["DEFAULT_USER", "LocalGateway"]
+from ._samples import SAMPLE_EVENTS
+
+__all__ = ["DEFAULT_USER", "SAMPLE_EVENTS", "LocalGateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +181,9 @@ class _Connection:
         self.client_close: tuple[int | None, str] | None = None
         self.outbox: list[bytes] = []  # frames to write, in order
         self.eof_pending = False  # the protocol asked for EOF once the outbox is written
+        # PRESENCE_UPDATEs to fan out; sent by this thread once it has released self.lock,
+        # since delivering takes every client's lock (this one's too).
+        self.presence_updates: list[bytes] = []
 
     # -- called from other threads -------------------------------------------------------------
 
@@ -255,6 +261,9 @@ class _Connection:
                         if self._finished_locked():
                             break
                     timeout = self._timeout_locked(silent, time.monotonic())
+                if self.presence_updates:
+                    updates, self.presence_updates = self.presence_updates, []
+                    self.gateway._broadcast(_MESSAGE, updates)
                 want = not silent and not self.peer_eof
                 if want != watching:
                     if want:
@@ -403,6 +412,11 @@ class _Connection:
         if isinstance(value, dict) and value.get("t") == "HEARTBEAT":
             ack = {"t": "ACK", "_s": self.hello_id, "s": value.get("s"), "d": None}
             self._queue_message_locked(json.dumps(ack).encode())
+        elif isinstance(value, dict) and value.get("t") == "PRESENCE":
+            update = _presence_update(value, self.gateway.user)
+            if update is not None:
+                # Fanned out by _run() on its next turn, once self.lock is released.
+                self.presence_updates.append(json.dumps(update).encode())
 
     def _identify_locked(self, data: bytes) -> None:
         gateway = self.gateway
@@ -527,6 +541,37 @@ class _Connection:
                 self.gateway._client_gone(self)
         if self.closing_deadline is None and (self.eof_sent or self.protocol.close_expected()):
             self.closing_deadline = time.monotonic() + _CLOSE_TIMEOUT
+
+
+def _presence_update(message: dict[str, Any], user: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The PRESENCE_UPDATE the deployed server made of a client's PRESENCE, or None when it
+    dropped the message (silently, with no answer and no close).
+
+    Like the server: ``type`` must be 1-4 and ``description`` present; an ``embed`` (any truthy
+    value) must hold ``name`` and ``description``, and its fields are passed through ``str()``,
+    so a missing or null ``banner_url``, ``top_text`` or ``bottom_text`` arrives as "None".
+    """
+    if message.get("type") not in (1, 2, 3, 4) or "description" not in message:
+        return None
+    embed: dict[str, Any] | None = None
+    source = message.get("embed")
+    if source:
+        if not isinstance(source, dict) or "name" not in source or "description" not in source:
+            return None
+        embed = {
+            "name": str(source["name"]),
+            "description": str(source["description"]),
+            "banner_url": str(source.get("banner_url")),
+            "text": {"top": str(source.get("top_text")), "bottom": str(source.get("bottom_text"))},
+        }
+    user_id = user.get("id", user.get("_id"))
+    presence = {
+        "type": message["type"],
+        "description": message["description"],
+        "emoji": message.get("emoji"),
+        "embed": embed,
+    }
+    return {"t": "PRESENCE_UPDATE", "id": user_id, "d": presence}
 
 
 def _frame_header(first_byte: int, length: int) -> bytes:
