@@ -18,7 +18,7 @@ from ._dispatch import BufferClosed, CallbackThread, EventBuffer, Registry
 from ._state import Connected, Deadline, Disconnected, State, Stats
 from ._transport import Settings, Supervisor
 from .exceptions import ClientClosed, ConnectError, DecodeError, GatewayClosed, HatsuError
-from .models import Event
+from .models import Embed, EmbedText, Event
 
 __all__ = ["DEFAULT_FATAL_CLOSE_CODES", "DEFAULT_GATEWAY", "PRODUCTION_1", "Client"]
 
@@ -389,6 +389,64 @@ class Client:
             raise ValueError(f"a message over {MAX_CLIENT_MESSAGE} bytes would be refused")
         connection.send_text(text)
 
+    def update_presence(
+        self,
+        *,
+        type: int,
+        description: str | None = None,
+        emoji: str | int | None = None,
+        embed: Embed | None = None,
+    ) -> None:
+        """Set the user's presence: the gateway sends it as PRESENCE_UPDATE to the users who
+        share a guild with you, you included.
+
+        ``type`` is 1, 2, 3 or 4; ``emoji`` an emoji id; ``embed`` the rich part (a game, a
+        song): its ``name`` and ``description`` are required, ``banner_url`` and ``text``
+        (:class:`EmbedText`, the ``top`` and ``bottom`` lines) optional. The gateway does not
+        answer, and drops a presence it does not accept without a word: hence the checks here.
+
+        Raises:
+            ValueError: ``type`` is not 1-4, or ``embed`` has no name or no description.
+            TypeError: an argument (or an embed field) of the wrong type.
+            ClientClosed: the client is closed.
+            ConnectError: the client is not connected right now.
+        """
+        if isinstance(type, bool) or not isinstance(type, int):
+            raise TypeError(f"type must be an int, not {_type_name(type)}")
+        if type not in (1, 2, 3, 4):
+            raise ValueError(f"type must be 1, 2, 3 or 4, not {type}")
+        _check_optional(str, "description", description)
+        if isinstance(emoji, bool) or not isinstance(emoji, (str, int, _NoneType)):
+            raise TypeError(f"emoji must be a str or int id or None, not {_type_name(emoji)}")
+        payload: dict[str, Any] = {
+            "t": "PRESENCE",
+            "type": type,
+            "description": description,
+            "emoji": emoji,
+        }
+        if embed is not None:
+            if not isinstance(embed, Embed):
+                raise TypeError(f"embed must be a hatsu_sync.Embed, not {_type_name(embed)}")
+            for name in ("name", "description"):
+                value = getattr(embed, name)
+                if value is None:
+                    raise ValueError(f"a presence embed needs a {name}")
+                _check_optional(str, f"embed.{name}", value)
+            _check_optional(str, "embed.banner_url", embed.banner_url)
+            _check_optional(EmbedText, "embed.text", embed.text)
+            text = embed.text or EmbedText()
+            _check_optional(str, "embed.text.top", text.top)
+            _check_optional(str, "embed.text.bottom", text.bottom)
+            # The gateway's own field names: the text lines go flat, as top_text/bottom_text.
+            payload["embed"] = {
+                "name": embed.name,
+                "description": embed.description,
+                "banner_url": embed.banner_url,
+                "top_text": text.top,
+                "bottom_text": text.bottom,
+            }
+        self.send(payload)
+
     # -- inspection -----------------------------------------------------------------------------
 
     @property
@@ -427,6 +485,18 @@ class Client:
             return
         warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
         core.shutdown(Deadline(1.0))
+
+
+_NoneType = type(None)
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_optional(kind: type, name: str, value: object) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__} or None, not {_type_name(value)}")
 
 
 def _check_url(value: object, schemes: tuple[str, ...], name: str) -> None:
