@@ -23,7 +23,9 @@ annotations at run time, and they must work on Python 3.9 (``Optional``, not ``X
 # from 3.9 on: keep the typing generics (`Dict`, `List`, ...), which all its versions resolve.
 # ruff: noqa: UP006, UP035
 
-from dataclasses import dataclass, field
+import html
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
@@ -79,6 +81,67 @@ class Event(DataClassJsonMixin):
     name: str
     data: Any = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def _repr_html_(self) -> str:
+        """The event as an HTML table, for Jupyter: one row per field (nested objects as
+        dotted names), every name and value escaped."""
+        rows: List[Tuple[str, Any]] = []
+        for f in fields(self):
+            # A model's own fields say what `data` says; only the base Event shows `data`.
+            if f.repr and f.name != "name" and (f.name != "data" or type(self) is Event):
+                _html_rows(f.name, getattr(self, f.name), rows)
+        hidden = len(rows) - _HTML_MAX_ROWS
+        rows = rows[:_HTML_MAX_ROWS]
+        body = "".join(
+            f'<tr><th style="text-align:left">{html.escape(key)}</th>'
+            f'<td style="text-align:left">{html.escape(_html_value(value))}</td></tr>'
+            for key, value in rows
+        )
+        if hidden > 0 or not rows:
+            note = f"({hidden} more fields)" if rows else "(no data)"
+            body += f'<tr><td colspan="2" style="text-align:left"><i>{note}</i></td></tr>'
+        title = f"{html.escape(self.name)} <small>({html.escape(type(self).__name__)})</small>"
+        return (
+            f'<table class="hatsu-event"><thead><tr><th colspan="2" style="text-align:left">'
+            f"{title}</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+
+
+_HTML_MAX_VALUE = 300
+_HTML_MAX_ROWS = 50
+
+
+def _html_rows(key: str, value: Any, rows: List[Tuple[str, Any]]) -> None:
+    # Nested objects become dotted rows; empty (None) fields are left out.
+    if is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            if f.repr:
+                _html_rows(f"{key}.{f.name}", getattr(value, f.name), rows)
+    elif isinstance(value, dict) and value and len(key.split(".")) < 3:
+        for name, item in value.items():
+            _html_rows(f"{key}.{name}", item, rows)
+    elif value is not None:
+        rows.append((key, value))
+
+
+def _html_value(value: Any) -> str:
+    if isinstance(value, (list, tuple, dict)) or is_dataclass(value):
+        text = json.dumps(_plain(value), ensure_ascii=False, default=str)
+    else:
+        text = str(value)
+    if len(text) > _HTML_MAX_VALUE:
+        text = text[: _HTML_MAX_VALUE - 1] + "\u2026"
+    return text
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.repr}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 @dataclass
