@@ -36,6 +36,8 @@ setup(
     },
     entry_points={
         "console_scripts": ["hatsu-sync = hatsu_sync.cli:main"],
+        # Gives every pytest run the `hatsu_gateway` fixture (hatsu_sync/pytest_plugin.py).
+        "pytest11": ["hatsu_sync = hatsu_sync.pytest_plugin"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
