@@ -35,6 +35,18 @@ Using it in your own test suite (pytest)::
 
 Everything here binds to 127.0.0.1 on free ports by default, never logs session ids or message
 contents, and :meth:`LocalGateway.stop` leaves no thread behind.
+
+Given a server-side ``ssl_context``, both endpoints speak TLS: ``https://`` discovery and
+``wss://``, with ``localhost`` as the URLs' host, for instance with a test CA from the
+``trustme`` package::
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    with LocalGateway(ssl_context=server_context) as gw:
+        client = Client("test-session", gateway=gw.http_url, ssl_context=client_context)
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import secrets
 import selectors
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -200,7 +213,8 @@ class _Connection:
     def force_shutdown(self) -> None:
         """Unblock whoever is stuck writing to the socket."""
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            # socket.socket's own shutdown: SSLSocket's drops its SSL object under the reader.
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
     def deliver(self, kind: int, items: Sequence[bytes]) -> bool:
         """Send ``items`` in order; False if this connection cannot take them (any more)."""
@@ -246,6 +260,8 @@ class _Connection:
         selector = selectors.DefaultSelector()
         watching = False
         try:
+            if isinstance(self.sock, ssl.SSLSocket) and not self._tls_handshake():
+                return
             selector.register(self.wake_r, selectors.EVENT_READ)
             while True:
                 with self.lock:
@@ -277,7 +293,7 @@ class _Connection:
                         self._drain_wake()
                         continue
                     try:
-                        data = self.sock.recv(_RECV_SIZE)
+                        data = self._recv()
                     except (BlockingIOError, InterruptedError, socket.timeout):
                         continue
                     except OSError:
@@ -293,6 +309,28 @@ class _Connection:
         finally:
             selector.close()
             self._end()
+
+    def _tls_handshake(self) -> bool:
+        """Complete the server side of the TLS handshake; False (logged) if it failed."""
+        sock = self.sock
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.do_handshake()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            logger.debug("gateway: connection %d: TLS handshake failed: %s", self.number, exc)
+            return False
+        return True
+
+    def _recv(self) -> bytes:
+        sock = self.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return sock.recv(_RECV_SIZE)
+        # An SSL object must not read on one thread while another writes: senders hold the lock.
+        with self.lock:
+            data = sock.recv(_RECV_SIZE)
+            while data and sock.pending():
+                data += sock.recv(sock.pending())
+        return data
 
     def _drain_wake(self) -> None:
         try:
@@ -534,7 +572,8 @@ class _Connection:
                     self.sock.sendall(data)
                 if self.eof_pending and not self.eof_sent:
                     self.eof_sent = True
-                    self.sock.shutdown(socket.SHUT_WR)
+                    # socket.socket's own: SSLSocket.shutdown would drop the SSL object.
+                    socket.socket.shutdown(self.sock, socket.SHUT_WR)
             except OSError:
                 logger.debug("gateway: connection %d: write failed", self.number)
                 self.request_teardown("abort")
@@ -676,6 +715,14 @@ class _DiscoveryServer(ThreadingHTTPServer):
         self.server_name = str(self.server_address[0])
         self.server_port = int(self.server_address[1])
 
+    def get_request(self) -> tuple[Any, Any]:
+        request, client_address = super().get_request()
+        context = self.gateway.ssl_context
+        if context is not None:
+            # No I/O here: the handshake happens on the request's own thread, in _work().
+            request = context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        return request, client_address
+
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
             target=self._work,
@@ -689,6 +736,9 @@ class _DiscoveryServer(ThreadingHTTPServer):
 
     def _work(self, request: Any, client_address: Any) -> None:
         try:
+            if isinstance(request, ssl.SSLSocket):
+                request.settimeout(_DiscoveryHandler.timeout)
+                request.do_handshake()
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
@@ -733,13 +783,20 @@ class LocalGateway:
             with 1009 (the deployed server's limit: 1 MiB).
         send_timeout: the longest a send to one client may block (a client that stops reading);
             past it, that client's connection is aborted.
+        ssl_context: a server-side context (``ssl.create_default_context(ssl.Purpose.
+            CLIENT_AUTH)`` with a certificate loaded): both endpoints then speak TLS,
+            :attr:`http_url` is ``https://`` and :attr:`ws_url` ``wss://``, and when ``host``
+            is a loopback address the URLs name ``localhost`` instead (so the certificate
+            must be valid for ``localhost``, or for ``host`` otherwise). Discovery still
+            answers ``{"port": WS_PORT}``, which clients map to ``wss://``. None: plain TCP.
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`). Every method is
     thread-safe and every wait has a timeout.
 
     Raises:
         TypeError: ``session_ids`` is a single string rather than a collection.
-        ValueError: a negative delay or a non-positive interval, timeout or size.
+        ValueError: a negative delay or a non-positive interval, timeout or size, or an
+            ``ssl_context`` made for the client side.
     """
 
     def __init__(
@@ -755,6 +812,7 @@ class LocalGateway:
         ping_timeout: float | None = 20.0,
         max_message_size: int = 2**20,
         send_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if isinstance(session_ids, (str, bytes)):
             raise TypeError("session_ids must be a collection of session ids, not one string")
@@ -768,6 +826,14 @@ class LocalGateway:
             raise ValueError(f"max_message_size must be > 0, got {max_message_size!r}")
         if not send_timeout > 0:
             raise ValueError(f"send_timeout must be > 0, got {send_timeout!r}")
+        if ssl_context is not None:
+            if not isinstance(ssl_context, ssl.SSLContext):
+                raise TypeError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context)}")
+            if ssl_context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+                raise ValueError(
+                    "ssl_context is a client-side context; use "
+                    "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) with a certificate"
+                )
         #: The accepted session ids (a frozenset), or None for any.
         self.session_ids: frozenset[str] | None = (
             None if session_ids is None else frozenset(session_ids)
@@ -779,6 +845,8 @@ class LocalGateway:
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
         self.send_timeout = float(send_timeout)
+        #: The server-side TLS context, or None for plain TCP.
+        self.ssl_context = ssl_context
         self.number = next(_gateway_numbers)
         self._wanted_http_port = http_port
         self._wanted_ws_port = ws_port
@@ -904,8 +972,9 @@ class LocalGateway:
         if http_port is None or ws_port is None:
             return f"<LocalGateway {state}>"
         host = self._url_host()
+        http, ws = ("https", "wss") if self.ssl_context is not None else ("http", "ws")
         return (
-            f"<LocalGateway http://{host}:{http_port} ws://{host}:{ws_port} {state}, "
+            f"<LocalGateway {http}://{host}:{http_port} {ws}://{host}:{ws_port} {state}, "
             f"{clients} client(s)>"
         )
 
@@ -913,7 +982,8 @@ class LocalGateway:
 
     @property
     def http_url(self) -> str:
-        """The discovery base URL, ``http://HOST:PORT`` (pass it as a Client's ``gateway``).
+        """The discovery base URL, ``http://HOST:PORT`` (pass it as a Client's ``gateway``);
+        ``https://`` with an ``ssl_context``.
 
         Raises:
             RuntimeError: the gateway was never started.
@@ -922,11 +992,13 @@ class LocalGateway:
             port = self._http_port
         if port is None:
             raise RuntimeError("the LocalGateway is not started")
-        return f"http://{self._url_host()}:{port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self._url_host()}:{port}"
 
     @property
     def ws_url(self) -> str:
-        """The websocket URL, ``ws://HOST:PORT``; it changes with :meth:`restart`.
+        """The websocket URL, ``ws://HOST:PORT`` (``wss://`` with an ``ssl_context``); it
+        changes with :meth:`restart`.
 
         Raises:
             RuntimeError: the gateway was never started.
@@ -935,7 +1007,8 @@ class LocalGateway:
             port = self._ws_port
         if port is None:
             raise RuntimeError("the LocalGateway is not started")
-        return f"ws://{self._url_host()}:{port}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self._url_host()}:{port}"
 
     @property
     def http_port(self) -> int:
@@ -1269,6 +1342,8 @@ class LocalGateway:
     # -- internals -------------------------------------------------------------------------------
 
     def _url_host(self) -> str:
+        if self.ssl_context is not None and self.host in ("127.0.0.1", "::1", "localhost"):
+            return "localhost"  # a name to verify the certificate against
         return f"[{self.host}]" if ":" in self.host else self.host
 
     def _open_listener(self, port: int) -> socket.socket:
@@ -1289,6 +1364,11 @@ class LocalGateway:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self.send_timeout)
+            if self.ssl_context is not None:
+                # No I/O here: the connection's own thread does the handshake.
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
         except OSError:
             sock.close()
             return
