@@ -34,6 +34,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from ._netconfig import proxy_for, shown_proxy, tls_context
 from .exceptions import DiscoveryError
 
 __all__ = ["DISCOVERY_PATH", "discover", "discovery_url", "ws_url_from_answer"]
@@ -131,11 +132,13 @@ def discover(
         gateway: the gateway base URL, ``http://`` or ``https://`` (trailing slash tolerated).
         timeout: the deadline in seconds for the whole request: connecting, the headers and
             the body (a server that sends its body a byte at a time is cut off at the deadline).
-        ssl_context: used for the TLS connection; None verifies certificates and host names
-            the way requests does by default. The context is not modified.
+        ssl_context: used for the TLS connection, and alone decides what is trusted; None
+            verifies certificates and host names against the system's trust store (as the
+            websocket does). The context is not modified.
         proxy: an ``http://host:port`` proxy for this request; it takes precedence over the
-            environment. None applies requests' usual handling of ``HTTPS_PROXY``,
-            ``HTTP_PROXY`` and ``NO_PROXY``.
+            environment, ``NO_PROXY`` included. None applies ``HTTPS_PROXY``/``HTTP_PROXY``
+            and ``NO_PROXY`` with the rules of :mod:`hatsu_sync._netconfig` (the same rules as
+            for the websocket); requests' own reading of the environment is off.
         max_body: the most bytes of body read; a longer answer is refused without being read
             further.
 
@@ -143,10 +146,10 @@ def discover(
         The websocket URL to connect to (``ws://`` or ``wss://``).
 
     Raises:
-        DiscoveryError: the gateway URL is not http(s), the request failed or timed out, the
-            status is not 2xx, the body is larger than ``max_body``, or the answer does not
-            say where to connect. ``status`` and ``excerpt`` are set when an answer came;
-            ``__cause__`` is the underlying exception.
+        DiscoveryError: the gateway URL is not http(s), the environment names an unusable
+            proxy, the request failed or timed out, the status is not 2xx, the body is larger
+            than ``max_body``, or the answer does not say where to connect. ``status`` and
+            ``excerpt`` are set when an answer came; ``__cause__`` is the underlying exception.
         ValueError: ``timeout`` or ``max_body`` is not positive.
     """
     if not timeout > 0:
@@ -155,13 +158,21 @@ def discover(
         raise ValueError(f"max_body must be > 0, got {max_body!r}")
     url = discovery_url(gateway)
     shown = _redact(url)
+    try:
+        via = proxy_for(url, proxy)
+    except ValueError as exc:
+        raise DiscoveryError(f"discovery failed: GET {shown}: {exc}", url=shown) from exc
     deadline = time.monotonic() + timeout
     session = requests.Session()
+    # Everything requests would take from the environment is decided here instead: its own
+    # proxy rules (ALL_PROXY, NO_PROXY quirks), CA bundles and .netrc credentials (which it
+    # would send to the gateway) would make discovery and the websocket disagree.
+    session.trust_env = False
     try:
-        if ssl_context is not None:
-            session.mount("https://", _SSLContextAdapter(ssl_context))
-        proxies = {"http": proxy, "https": proxy} if proxy else None
-        logger.debug("discovery: GET %s", shown)
+        if url.lower().startswith("https:"):
+            session.mount("https://", _SSLContextAdapter(tls_context(ssl_context, shown)))
+        proxies = {"http": via, "https": via} if via else {}
+        logger.debug("discovery: GET %s%s", shown, f" via {shown_proxy(via)}" if via else "")
         try:
             response = session.get(
                 url,

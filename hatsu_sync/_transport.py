@@ -36,6 +36,7 @@ from websocket import ABNF
 
 from ._decode import Decoder
 from ._discovery import discover
+from ._netconfig import open_direct, proxy_auth, proxy_for, shown_proxy, tls_context
 from ._state import Deadline, Disconnected, State
 from .exceptions import ClientClosed, ConnectError, DecodeError, GatewayClosed, HatsuError
 from .models import Event
@@ -121,18 +122,24 @@ def _close_args(data: bytes) -> tuple[int | None, str]:
     return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
 
 
-def _proxy_options(proxy: str | None) -> dict[str, Any]:
-    """websocket-client's options for an explicit ``http://[user:pass@]host:port`` proxy."""
-    if proxy is None:
-        return {}  # websocket-client reads HTTPS_PROXY / HTTP_PROXY / NO_PROXY itself
+# A NO_PROXY list that exempts no host ("\0" is in no host name): given an explicit proxy,
+# websocket-client still checks NO_PROXY, and reads the environment's when given no list.
+_EXEMPT_NOTHING = ["\0"]
+
+
+def _proxy_options(proxy: str) -> dict[str, Any]:
+    """websocket-client's options to connect through ``proxy`` (``http://[user:pass@]host:port``,
+    as :func:`~hatsu_sync._netconfig.proxy_for` chose it), whatever the environment says."""
     parts = urlsplit(proxy)
     options: dict[str, Any] = {
         "http_proxy_host": parts.hostname,
         "http_proxy_port": parts.port or 80,
         "proxy_type": "http",
+        "http_no_proxy": _EXEMPT_NOTHING,
     }
-    if parts.username is not None:
-        options["http_proxy_auth"] = (parts.username, parts.password or "")
+    auth = proxy_auth(proxy)
+    if auth is not None:
+        options["http_proxy_auth"] = auth
     return options
 
 
@@ -164,11 +171,18 @@ class Connection:
             ConnectError: the handshake or the identify failed, or ``abort()`` was called.
         """
         settings = self._settings
-        sslopt: dict[str, Any] = {}
-        if settings.ssl_context is not None:
-            sslopt["context"] = settings.ssl_context
+        url = self.url
+        try:
+            proxy = proxy_for(url, settings.proxy)
+            secure = urlsplit(url).scheme.lower() == "wss"
+            # Always a context: websocket-client's own default would also honour
+            # WEBSOCKET_CLIENT_CA_BUNDLE, trusting what discovery does not.
+            context = tls_context(settings.ssl_context, url) if secure else None
+        except (ValueError, ssl.SSLError) as exc:
+            raise ConnectError(f"could not connect to {url}: {_describe(exc)}") from exc
+        via = f" (through the proxy {shown_proxy(proxy)})" if proxy is not None else ""
         ws = websocket.WebSocket(
-            sslopt=sslopt,
+            sslopt={} if context is None else {"context": context},
             sockopt=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             skip_utf8_validation=True,  # 5x faster; json.loads rejects invalid UTF-8 itself
             enable_multithread=True,  # serialises sends: pings and pongs come from two threads
@@ -178,11 +192,20 @@ class Connection:
                 raise ConnectError(f"connection to {self.url} cancelled")
             self._ws = ws
         try:
+            if proxy is not None:
+                options = _proxy_options(proxy)
+            else:
+                # Left to open the socket, websocket-client would apply the environment's
+                # proxy rules, which hatsu_sync has already applied its own way.
+                options = {"socket": open_direct(url, context, deadline.remaining())}
             ws.connect(  # type: ignore[no-untyped-call]
-                self.url,
+                url,
                 timeout=deadline.remaining(),
                 suppress_origin=True,
-                **_proxy_options(settings.proxy),
+                # A redirect could lead the identify (the session id) to another host, or
+                # from wss:// to plain ws://: refused, as discovery refuses redirects.
+                redirect_limit=0,
+                **options,
             )
             ws.settimeout(None)  # reads block; the keepalive thread notices a dead server
             ws.send(settings.identify())
@@ -194,7 +217,7 @@ class Connection:
             self._close_socket()
             if self._aborted:
                 raise ConnectError(f"connection to {self.url} cancelled") from exc
-            raise ConnectError(f"could not connect to {self.url}: {_describe(exc)}") from exc
+            raise ConnectError(f"could not connect to {url}{via}: {_describe(exc)}") from exc
         self._last_rx = time.monotonic()
         if settings.ping_interval:
             self._keepalive = threading.Thread(
