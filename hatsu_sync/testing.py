@@ -194,8 +194,8 @@ class _Connection:
         self.client_close: tuple[int | None, str] | None = None
         self.outbox: list[bytes] = []  # frames to write, in order
         self.eof_pending = False  # the protocol asked for EOF once the outbox is written
-        # PRESENCE_UPDATEs to fan out; sent by this thread once it has released self.lock,
-        # since delivering takes every client's lock (this one's too).
+        # PRESENCE_UPDATEs for the other clients; sent by this thread once it has released
+        # self.lock, since delivering takes the other clients' locks.
         self.presence_updates: list[bytes] = []
 
     # -- called from other threads -------------------------------------------------------------
@@ -279,7 +279,10 @@ class _Connection:
                     timeout = self._timeout_locked(silent, time.monotonic())
                 if self.presence_updates:
                     updates, self.presence_updates = self.presence_updates, []
-                    self.gateway._broadcast(_MESSAGE, updates)
+                    with self.gateway._lock:
+                        others = [c for c in self.gateway._clients if c is not self]
+                    for conn in others:
+                        conn.deliver(_MESSAGE, updates)
                 want = not silent and not self.peer_eof
                 if want != watching:
                     if want:
@@ -453,8 +456,11 @@ class _Connection:
         elif isinstance(value, dict) and value.get("t") == "PRESENCE":
             update = _presence_update(value, self.gateway.user)
             if update is not None:
-                # Fanned out by _run() on its next turn, once self.lock is released.
-                self.presence_updates.append(json.dumps(update).encode())
+                data = json.dumps(update).encode()
+                # The sender's copy now, in order with its other answers (the server awaited
+                # each send); the others' by _run() on its next turn, outside self.lock.
+                self._queue_message_locked(data)
+                self.presence_updates.append(data)
 
     def _identify_locked(self, data: bytes) -> None:
         gateway = self.gateway

@@ -112,6 +112,21 @@ def test_presence_fans_out_to_every_client_sender_included(
         )
 
 
+def test_sender_gets_its_update_in_order(gateway: LocalGateway, make_client: MakeClient) -> None:
+    """The sender's own PRESENCE_UPDATE comes before the answers to what it sent next."""
+    (client,) = connected(gateway, make_client)
+    for s in range(20):
+        client.update_presence(type=1 + s % 4)
+        client.send({"t": "HEARTBEAT", "s": s})
+    for s in range(20):
+        update, ack = take(client, 2)
+        assert isinstance(update, PresenceUpdate)
+        assert update.presence is not None
+        assert update.presence.type == 1 + s % 4
+        assert isinstance(ack, Ack)
+        assert ack.s == s
+
+
 def test_presence_without_embed(gateway: LocalGateway, make_client: MakeClient) -> None:
     """A presence with only a type comes back with null description, emoji and embed."""
     (client,) = connected(gateway, make_client)
