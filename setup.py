@@ -32,6 +32,8 @@ setup(
             "nbclient>=0.7",
             "nbformat>=5.7",
             "ipykernel>=6.20",
+            # tests/test_readme.py renders README.rst, as PyPI does with the description.
+            "docutils>=0.18",
         ],
     },
     entry_points={
