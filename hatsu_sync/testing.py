@@ -835,7 +835,9 @@ class LocalGateway:
         if ssl_context is not None:
             if not isinstance(ssl_context, ssl.SSLContext):
                 raise TypeError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context)}")
-            if ssl_context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+            # A client context cannot serve (its check_hostname needs a server_hostname);
+            # before Python 3.10 create_default_context() made PROTOCOL_TLS ones.
+            if ssl_context.protocol == ssl.PROTOCOL_TLS_CLIENT or ssl_context.check_hostname:
                 raise ValueError(
                     "ssl_context is a client-side context; use "
                     "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) with a certificate"
