@@ -226,9 +226,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _RUNNERS[args.command](args)
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        # The reader went away (`hatsu-sync listen --json | head`): end quietly, as on Ctrl-C.
+        _drop_stdout()
+        return 0
     except (HatsuError, _UsageError, ValueError, OSError) as exc:
         _say(sys.stderr, f"hatsu-sync {args.command}: {_one_line(exc)}")
         return 1
+
+
+def _drop_stdout() -> None:
+    # Point stdout at /dev/null: the interpreter's last flush would fail on the broken pipe
+    # and print "Exception ignored ... BrokenPipeError".
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # ValueError: stdout is not a real file (tests, notebooks)
+        pass
 
 
 def _one_line(exc: BaseException) -> str:

@@ -32,6 +32,7 @@ import pytest
 import hatsu_sync
 from hatsu_sync import Client
 from hatsu_sync.cli import _parser, main
+from hatsu_sync.testing import LocalGateway
 
 from .conftest import T
 
@@ -257,6 +258,33 @@ def sections() -> dict[str, str]:
     """Each section's title and text (up to the next title of any level)."""
     parts = re.split(r"^([^\s].*)\n(?:-{3,}|~{3,}|={3,})\n", TEXT, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_listen_ends_quietly_when_the_reader_goes_away() -> None:
+    """`hatsu-sync listen | head` exits 0 without a word once head has stopped reading."""
+    with LocalGateway() as gateway:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "hatsu_sync", "listen", "--session-id", "x"),
+                *("--json", "--gateway", gateway.http_url),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        try:
+            assert proc.stdout is not None
+            gateway.wait_for_clients(timeout=T * 2)
+            proc.stdout.close()  # what `head` does once it has its lines
+            gateway.send({"t": "GUILD_DELETE", "d": None})  # the next line cannot be written
+            _, err = proc.communicate(timeout=T * 2)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Broken pipe" not in err
+    assert "Traceback" not in err
+    assert "Exception ignored" not in err
 
 
 def test_lead_sections_are_placeholders() -> None:
