@@ -197,7 +197,15 @@ def discover(
         logger.debug("discovery: GET %s -> HTTP %d (%d bytes read)", shown, status, len(body))
         if truncated and 200 <= status < 300:
             raise _answer_error(url, status, body, f"the answer is larger than {max_body} bytes")
-        return ws_url_from_answer(gateway, status, body)
+        ws_url = ws_url_from_answer(gateway, status, body)
+        if url.lower().startswith("https:") and ws_url.lower().startswith("ws:"):
+            logger.warning(
+                "discovery at %s named a plain %s: the identify (the session id) and every "
+                "event will travel unencrypted",
+                shown,
+                _redact(ws_url),
+            )
+        return ws_url
     finally:
         session.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 from collections.abc import Iterator
@@ -223,3 +224,23 @@ def test_a_context_without_host_name_checks_warns(
     with caplog.at_level(logging.WARNING, logger="hatsu_sync"):
         client.connect(timeout=T)
     assert any("does not check the host name" in r.getMessage() for r in caplog.records)
+
+
+def test_https_discovery_naming_plain_ws_warns(
+    gw: LocalGateway,
+    trusting: ssl.SSLContext,
+    clients: Callable[..., Client],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An https:// discovery answer that names a plain ws:// URL is followed, with a warning
+    that the session id will travel unencrypted."""
+    with LocalGateway() as plain:
+        gw.set_discovery_answer(200, json.dumps({"url": plain.ws_url}))
+        client = clients(gateway=gw.http_url, ssl_context=trusting)
+        with caplog.at_level(logging.WARNING, logger="hatsu_sync"):
+            client.connect(timeout=T)
+        assert client.get_event(timeout=T).name == "HELLO"
+        client.close()
+    assert any(
+        "unencrypted" in r.getMessage() and plain.ws_url in r.getMessage() for r in caplog.records
+    )
