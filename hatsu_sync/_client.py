@@ -64,9 +64,15 @@ class _Core:
     # -- the transport's Listener ---------------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
+        """Queue an event for get_event() and the callbacks; :meth:`flush` wakes their readers."""
         self.events_received += 1
         self.buffer.put(event)
         self.callbacks.submit_event(event)
+
+    def flush(self) -> None:
+        """Wake whoever waits for what :meth:`deliver` queued (called before a blocking read)."""
+        self.buffer.wake()
+        self.callbacks.wake()
 
     def decode_failed(self, error: DecodeError) -> None:
         self.decode_errors += 1

@@ -30,23 +30,48 @@ class BufferClosed(Exception):
 
 
 class EventBuffer:
-    """A bounded FIFO of events read by any number of threads; the oldest go when it is full."""
+    """A bounded FIFO of events read by any number of threads; the oldest go when it is full.
+
+    One thread puts (the transport thread), any number get. The deque's own atomic
+    ``append``/``popleft`` carry the events; ``get`` takes the lock only to wait.
+
+    ``put`` does not wake the waiting readers: :meth:`wake` does, and the transport calls it
+    (through ``_Core.flush``) before each socket read that may block, so a burst of events read
+    from one chunk of the socket wakes a reader once, not once per event. A woken reader
+    competes for the GIL with the transport thread, and per event that costs more than the
+    event itself (zlib's inflate and every socket read release the GIL).
+    """
 
     def __init__(self, maxlen: int) -> None:
         self._maxlen = maxlen
-        self._items: deque[Event] = deque(maxlen=maxlen)
-        # Guards _items and _closed; waiters sleep on it until an event or the close arrives.
-        self._ready = threading.Condition(threading.Lock())
+        self._items: deque[Event] = deque()
+        # Guards _waiting and _closed; waiters sleep on it until an event or the close arrives.
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._waiting = 0  # threads inside get() that found the buffer empty
         self._closed = False
         self.dropped = 0
 
     def put(self, event: Event) -> None:
         """Append an event (from the socket thread), pushing out the oldest if full."""
-        with self._ready:
-            if len(self._items) == self._maxlen:
-                self.dropped += 1  # the deque's maxlen drops the oldest on append
-            self._items.append(event)
-            self._ready.notify()
+        items = self._items
+        if len(items) >= self._maxlen:
+            # Only this thread adds, so the length cannot grow meanwhile; if a reader takes
+            # the oldest first, the next oldest goes instead: one event dropped either way.
+            try:
+                items.popleft()
+                self.dropped += 1
+            except IndexError:
+                pass
+        items.append(event)
+
+    def wake(self) -> None:
+        """Wake the threads waiting in :meth:`get` (``put`` does not: see the class notes)."""
+        # A get() counts itself in _waiting before it looks at the deque (under the lock):
+        # either it saw the events put so far, or it is counted here and gets woken.
+        if self._waiting:
+            with self._lock:
+                self._ready.notify_all()
 
     def get(self, timeout: float | None) -> Event:
         """Return the next event.
@@ -57,23 +82,35 @@ class EventBuffer:
             TimeoutError: no event arrived in time.
             BufferClosed: the buffer is closed and every buffered event has been taken.
         """
-        with self._ready:
-            if not self._items and not self._closed:
-                if timeout is not None and timeout <= 0:
-                    raise TimeoutError("no event is waiting")
-                deadline = Deadline(timeout)
-                while not self._items and not self._closed:
+        try:
+            return self._items.popleft()
+        except IndexError:
+            pass
+        with self._lock:
+            self._waiting += 1
+            try:
+                deadline: Deadline | None = None
+                while True:
+                    try:
+                        return self._items.popleft()
+                    except IndexError:
+                        pass
+                    if self._closed:
+                        raise BufferClosed
+                    if timeout is not None and timeout <= 0:
+                        raise TimeoutError("no event is waiting")
+                    if deadline is None:
+                        deadline = Deadline(timeout)
                     remaining = deadline.remaining()
                     if remaining == 0.0:
                         raise TimeoutError(f"no event arrived within {timeout} s")
                     self._ready.wait(remaining)
-            if self._items:
-                return self._items.popleft()
-            raise BufferClosed
+            finally:
+                self._waiting -= 1
 
     def close(self) -> None:
         """Wake every waiter; buffered events are still handed out, then BufferClosed."""
-        with self._ready:
+        with self._lock:
             self._closed = True
             self._ready.notify_all()
 
@@ -165,9 +202,13 @@ class CallbackThread:
     def __init__(self, registry: Registry, maxlen: int) -> None:
         self._registry = registry
         self._maxlen = maxlen
+        # Appended to by the transport thread (events without the lock: deque.append is
+        # atomic), taken from by the callback thread under the lock.
         self._items: deque[Event | _Lifecycle] = deque()
-        # Guards _items, _stopping and _abandon.
-        self._ready = threading.Condition(threading.Lock())
+        # Guards taking from _items, dropping from it, _stopping, _abandon and _idle.
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._idle = False  # the thread is about to wait, or waiting, for items
         self._stopping = False
         self._abandon = False
         self.dropped = 0
@@ -194,14 +235,25 @@ class CallbackThread:
             self._ready.notify_all()
 
     def submit_event(self, event: Event) -> None:
-        """Queue an event for its handlers (a no-op while no event handler is registered)."""
+        """Queue an event for its handlers (a no-op while no event handler is registered).
+
+        Like :meth:`EventBuffer.put`, this does not wake the thread: :meth:`wake` does.
+        """
         if not self._registry.has_event_handlers:
             return
-        with self._ready:
-            if len(self._items) >= self._maxlen:
+        items = self._items
+        if len(items) >= self._maxlen:
+            with self._lock:
                 self._drop_oldest_event()
-            self._items.append(event)
-            self._ready.notify()
+        items.append(event)
+
+    def wake(self) -> None:
+        """Wake the thread for the events submitted since it last looked."""
+        # The thread sets _idle (under the lock) before it looks at the deque: either it saw
+        # the events submitted so far, or it is idle here and gets woken.
+        if self._idle:
+            with self._lock:
+                self._ready.notify()
 
     def submit_lifecycle(self, kind: str, value: object) -> None:
         """Queue a lifecycle notice (``"connect"``, ``"disconnect"``, ``"error"``)."""
@@ -240,16 +292,19 @@ class CallbackThread:
         return self._thread
 
     def _run(self) -> None:
+        items = self._items
         while True:
-            with self._ready:
-                while not self._items and not self._stopping:
+            with self._lock:
+                self._idle = True
+                while not items and not self._stopping:
                     self._ready.wait()
-                if self._abandon or not self._items:
-                    if self._items:
-                        log.warning("close: %d queued callback items discarded", len(self._items))
-                        self._items.clear()
+                self._idle = False
+                if self._abandon or not items:
+                    if items:
+                        log.warning("close: %d queued callback items discarded", len(items))
+                        items.clear()
                     return
-                item = self._items.popleft()
+                item = items.popleft()
             if isinstance(item, _Lifecycle):
                 self._call_all(self._registry.for_lifecycle(item.kind), item.value, item.kind)
             else:

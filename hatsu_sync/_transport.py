@@ -12,9 +12,9 @@ Threads, and why there are this many:
   when ``select`` wakes up, up to ``ping_timeout`` late).
 
 websocket-client's ``WebSocketApp.run_forever`` is not used: its reconnect is a fixed sleep to a
-fixed URL, and it assembles fragmented messages without any size limit. The reader here uses
-the lower ``WebSocket`` frame API, so it can refuse an oversized frame from its header and skip
-its payload without ever buffering it.
+fixed URL, and it assembles fragmented messages without any size limit. The reader here parses
+the frames itself from 64 KiB reads of websocket-client's socket (see ``Connection._read``), so
+it can refuse an oversized frame from its header and skip its payload without ever buffering it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,37 @@ _CLOSE = ABNF.OPCODE_CLOSE
 _PING = ABNF.OPCODE_PING
 _PONG = ABNF.OPCODE_PONG
 
-_SKIP_CHUNK = 1 << 16
+# The reader asks the socket for this much at a time: one system call brings in many frames.
+_RECV_SIZE = 1 << 16
+
+
+def _no_flush() -> None:
+    pass
+
+
+def _fill(recv: Callable[[int], bytes], buf: bytes, pos: int, need: int) -> bytes:
+    """``buf[pos:]`` topped up from ``recv`` to at least ``need`` bytes (more if it came)."""
+    chunks = [buf[pos:]]
+    have = len(chunks[0])
+    while have < need:
+        chunk = recv(max(_RECV_SIZE, min(need - have, 16 * _RECV_SIZE)))
+        chunks.append(chunk)
+        have += len(chunk)
+    return b"".join(chunks)
+
+
+def _skip(recv: Callable[[int], bytes], buf: bytes, start: int, length: int) -> tuple[bytes, int]:
+    """Throw away the ``length``-byte payload that starts at ``buf[start]``, unbuffered.
+
+    Returns the buffer and where the next frame starts in it.
+    """
+    end = start + length
+    if end <= len(buf):
+        return buf, end
+    remaining = end - len(buf)
+    while remaining > 0:  # recv(n) returns at most n bytes: nothing past the frame is read
+        remaining -= len(recv(min(remaining, _RECV_SIZE)))
+    return b"", 0
 
 
 @dataclass(frozen=True)
@@ -334,6 +364,16 @@ class Connection:
             return Ending(None, f"connection lost: {_describe(exc)}", exc)
 
     def _read(self, ws: websocket.WebSocket) -> Ending:
+        # A listener may queue events without waking their readers until its flush() (the
+        # client's core does: one wake-up per burst rather than one per event). It is called
+        # before every read that may block, and when reading ends.
+        flush: Callable[[], None] = getattr(self._listener, "flush", _no_flush)
+        try:
+            return self._read_frames(ws, flush)
+        finally:
+            flush()
+
+    def _read_frames(self, ws: websocket.WebSocket, flush: Callable[[], None]) -> Ending:
         settings = self._settings
         limit = settings.max_message_size
         zlib_mode = settings.encoding == "zlib"
@@ -341,24 +381,54 @@ class Connection:
         listener = self._listener
         deliver = listener.deliver
         monotonic = time.monotonic
-        # websocket-client's frame buffer is typed loosely (payloads as str | bytes); with
-        # skip_utf8_validation every payload is bytes.
+        # Frames are parsed here, from a buffer filled up to 64 KiB at a time. websocket-client's
+        # frame_buffer makes one recv call for the header, one for the length and one for the
+        # payload: three system calls for a small frame, each of which releases the GIL to
+        # whichever thread wants it. The reads still go through websocket-client's own recv, so
+        # the end of the stream, TLS and socket errors surface exactly as they did.
         fb: Any = ws.frame_buffer
-        recv_frame: Callable[[], Any] = fb.recv_frame
+        socket_recv: Callable[[int], bytes] = fb.recv
+
+        def recv(size: int) -> bytes:
+            flush()
+            data = socket_recv(size)
+            self._last_rx = monotonic()  # any byte from the gateway is a sign of life
+            return data
+
+        buf: bytes = b"".join(fb.recv_buffer)  # what websocket-client read ahead, if anything
+        fb.recv_buffer = []
+        pos = 0  # where the next frame starts in buf
         parts: list[bytes] | None = None  # the fragments of the message being assembled
         size = 0
         binary = False
         discarding = False  # the message being assembled went over the limit
 
         while True:
-            # Read the header first, so an oversized frame is refused before its payload.
-            if fb.header is None:
-                fb.recv_header()
-            if fb.length is None:
-                fb.recv_length()
-            if fb.length > limit:
-                opcode, fin = self._skip_payload(fb)
-                self._last_rx = monotonic()
+            # The header: 2 bytes, then 2 or 8 of extended length, then 4 of mask, if any.
+            if len(buf) - pos < 2:
+                buf, pos = _fill(recv, buf, pos, 2), 0
+            b1 = buf[pos]
+            b2 = buf[pos + 1]
+            length = b2 & 0x7F
+            start = pos + 2
+            if length > 125 or b2 & 0x80:
+                extra = (2 if length == 126 else 8 if length == 127 else 0) + (
+                    4 if b2 & 0x80 else 0
+                )
+                if len(buf) - start < extra:
+                    buf, pos, start = _fill(recv, buf, pos, 2 + extra), 0, 2
+                if length == 126:
+                    length = int.from_bytes(buf[start : start + 2], "big")
+                    start += 2
+                elif length == 127:
+                    length = int.from_bytes(buf[start : start + 8], "big")
+                    start += 8
+            fin = b1 & 0x80
+            opcode = b1 & 0x0F
+
+            # An oversized frame is refused from its header and its payload skipped unbuffered.
+            if length > limit:
+                buf, pos = _skip(recv, buf, start + (4 if b2 & 0x80 else 0), length)
                 if opcode != _CONT:
                     binary = opcode == _BINARY
                 parts, discarding = None, not fin
@@ -368,22 +438,33 @@ class Connection:
                         return error
                 continue
 
-            frame = recv_frame()
-            self._last_rx = monotonic()
-            opcode = frame.opcode
+            mask = None
+            if b2 & 0x80:  # a server must not mask; websocket-client unmasks all the same
+                mask = buf[start : start + 4]
+                start += 4
+            end = start + length
+            if len(buf) < end:
+                buf, start, end, pos = _fill(recv, buf, pos, end - pos), start - pos, end - pos, 0
+            data = buf[start:end]
+            pos = end
+            if mask is not None:
+                data = ABNF.mask(mask, data)
+            if b1 & 0x70 or opcode > _BINARY:  # RSV bits, control frames: websocket-client's checks
+                ABNF(fin, b1 & 0x40, b1 & 0x20, b1 & 0x10, opcode, 0, data).validate(True)
+
             if opcode in (_TEXT, _BINARY):
                 if parts is not None or discarding:
                     raise websocket.WebSocketProtocolException(
                         "new message inside a fragmented one"
                     )
                 binary = opcode == _BINARY
-                if not frame.fin:
-                    parts, size = [frame.data], len(frame.data)
+                if not fin:
+                    parts, size = [data], len(data)
                     continue
-                payload = frame.data
+                payload = data
             elif opcode == _CONT:
                 if discarding:
-                    if frame.fin:
+                    if fin:
                         discarding = False
                         error = self._too_big(limit, fatal=zlib_mode and binary)
                         if error is not None:
@@ -391,27 +472,29 @@ class Connection:
                     continue
                 if parts is None:
                     raise websocket.WebSocketProtocolException("continuation without a message")
-                size += len(frame.data)
+                size += len(data)
                 if size > limit:
-                    parts, discarding = None, not frame.fin
-                    if frame.fin:
+                    parts, discarding = None, not fin
+                    if fin:
                         error = self._too_big(limit, fatal=zlib_mode and binary)
                         if error is not None:
                             return error
                     continue
-                parts.append(frame.data)
-                if not frame.fin:
+                if data:  # the deployed server ends each message with an empty fragment
+                    parts.append(data)
+                if not fin:
                     continue
-                payload = b"".join(parts)
+                payload = parts[0] if len(parts) == 1 else b"".join(parts)
                 parts = None
             elif opcode == _PING:
-                ws.pong(frame.data)
+                flush()  # the send may block
+                ws.pong(data)
                 continue
             elif opcode == _PONG:
                 continue
             elif opcode == _CLOSE:
-                return self._peer_closed(ws, frame.data)
-            else:  # pragma: no cover - websocket-client validates opcodes
+                return self._peer_closed(ws, data)
+            else:  # pragma: no cover - validate() refuses unknown opcodes
                 raise websocket.WebSocketProtocolException(f"unexpected opcode {opcode}")
 
             try:
@@ -424,17 +507,6 @@ class Connection:
                 continue
             self.delivered += 1
             deliver(event)
-
-    def _skip_payload(self, fb: Any) -> tuple[int, bool]:
-        """Read and throw away the payload of the frame whose header ``fb`` holds."""
-        fin, opcode = bool(fb.header[0]), fb.header[4]
-        if fb.mask_value is None:
-            fb.recv_mask()
-        remaining = fb.length
-        while remaining > 0:
-            remaining -= len(fb.recv_strict(min(remaining, _SKIP_CHUNK)))
-        fb.clear()
-        return opcode, fin
 
     def _too_big(self, limit: int, *, fatal: bool) -> Ending | None:
         error = DecodeError(f"message over max_message_size ({limit} bytes) discarded", fatal=fatal)
