@@ -65,6 +65,9 @@ def _run_demo(args: argparse.Namespace) -> int:
             # HELLO and READY first, then the script in two halves around a dropped connection.
             for expected in (2,):
                 _show(client, expected, out)
+            # Seeing HELLO does not mean the gateway has registered the client yet: it sends
+            # only to the clients it has registered as identified.
+            gateway.wait_for_clients()
             for payload in SAMPLE_EVENTS[:half]:
                 gateway.send(payload)
                 _show(client, 1, out, pause=delay)
@@ -74,6 +77,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             if not connected.acquire(timeout=10.0):
                 raise HatsuError("the demo client did not reconnect")
             _show(client, 2, out)  # HELLO and READY again, on the new connection
+            gateway.wait_for_clients()
             for payload in SAMPLE_EVENTS[half:]:
                 gateway.send(payload)
                 _show(client, 1, out, pause=delay)
