@@ -237,6 +237,11 @@ class Connection:
                 redirect_limit=0,
                 **options,
             )
+            status = ws.getstatus()
+            if status != 101:  # before 1.9.1, websocket-client takes an unfollowed 3xx as success
+                raise websocket.WebSocketException(
+                    f"the handshake was answered with HTTP {status}: redirects are not followed"
+                )
             ws.settimeout(None)  # reads block; the keepalive thread notices a dead server
             ws.send(settings.identify())
             with self._lock:
