@@ -238,7 +238,7 @@ class Connection:
                 **options,
             )
             status = ws.getstatus()
-            if status != 101:  # before 1.9.1, websocket-client takes an unfollowed 3xx as success
+            if status != 101:  # websocket-client 1.9.0 and older take an unfollowed 3xx as success
                 raise websocket.WebSocketException(
                     f"the handshake was answered with HTTP {status}: redirects are not followed"
                 )
