@@ -423,8 +423,10 @@ def _answer_error(url: str, status: int, body: bytes, problem: str) -> Discovery
     excerpt = _excerpt(body)
     shown = _redact(url)
     where = f"body: {excerpt!r}" if body else "empty body"
+    # The non-2xx problems already say "it answered HTTP <status>".
+    detail = where if f"HTTP {status}" in problem else f"HTTP {status}, {where}"
     return DiscoveryError(
-        f"discovery failed: GET {shown}: {problem} (HTTP {status}, {where})",
+        f"discovery failed: GET {shown}: {problem} ({detail})",
         url=shown,
         status=status,
         excerpt=excerpt,

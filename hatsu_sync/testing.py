@@ -494,11 +494,13 @@ class _Connection:
             self._queue_ready_locked()
         else:
             self.ready_at = time.monotonic() + gateway.ready_delay
-        self._flush_locked()
+        # Registered before the flush: once the client has seen HELLO, send() reaches it (a
+        # send() from another thread waits for this connection's lock, so it comes after READY).
         if not self.closed and self.teardown is None:
             self.identified = True
             logger.debug("gateway: connection %d identified (%s)", self.number, encoding)
             gateway._client_identified(self)
+        self._flush_locked()
 
     def _reject_locked(self, code: int, reason: str) -> None:
         logger.debug("gateway: connection %d rejected with %d %s", self.number, code, reason)
