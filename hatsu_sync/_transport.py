@@ -38,7 +38,14 @@ from ._decode import Decoder
 from ._discovery import discover
 from ._netconfig import open_direct, proxy_auth, proxy_for, shown_proxy, tls_context
 from ._state import Deadline, Disconnected, State
-from .exceptions import ClientClosed, ConnectError, DecodeError, GatewayClosed, HatsuError
+from .exceptions import (
+    ClientClosed,
+    ConnectError,
+    DecodeError,
+    DiscoveryError,
+    GatewayClosed,
+    HatsuError,
+)
 from .models import Event
 
 __all__ = ["Connection", "Ending", "Listener", "Settings", "Supervisor", "backoff_delay"]
@@ -107,6 +114,44 @@ class Settings:
     def identify(self) -> str:
         """The identify message: always plain JSON text, in zlib mode too."""
         return json.dumps({"session_id": self.session_id, "encoding": self.encoding})
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the session id (a gateway may echo it in a close reason)."""
+        return text.replace(self.session_id, _REDACTED) if self.session_id in text else text
+
+    def scrub_error(self, error: HatsuError) -> HatsuError:
+        """``error``, or a copy without the session id if it or its chain quotes it.
+
+        A hostile gateway that knows the session id from an earlier identify may echo it in a
+        discovery answer or a handshake response, which the errors quote. The copy has no
+        ``__cause__``: a traceback of the original chain would show the secret again.
+        """
+        if not _chain_mentions(error, self.session_id):
+            return error
+        message = self.scrub(str(error))
+        if isinstance(error, DiscoveryError):
+            return DiscoveryError(
+                message, url=error.url, status=error.status, excerpt=self.scrub(error.excerpt)
+            )
+        return type(error)(message)
+
+
+_REDACTED = "[redacted]"
+
+
+def _chain_mentions(error: BaseException, secret: str) -> bool:
+    """True if ``secret`` shows in ``error`` or anything it chains to."""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if secret in str(exc) or any(secret in repr(arg) for arg in exc.args):
+            return True
+        pending += [exc.__cause__, exc.__context__]
+    return False
 
 
 class Listener(Protocol):
@@ -549,7 +594,6 @@ class Supervisor:
         self._first_done = threading.Event()
         self._first_error: HatsuError | None = None
         self._timeout = 10.0
-        self.reconnects = 0
 
     @property
     def thread(self) -> threading.Thread:
@@ -606,6 +650,15 @@ class Supervisor:
         return not self._thread.is_alive()
 
     def _establish(self) -> Connection:
+        try:
+            return self._attempt()
+        except HatsuError as exc:
+            error = self._settings.scrub_error(exc)
+            if error is exc:
+                raise
+        raise error  # out of the except block, so the original is not chained as its context
+
+    def _attempt(self) -> Connection:
         settings = self._settings
         deadline = Deadline(self._timeout)
         url = settings.url
@@ -657,38 +710,35 @@ class Supervisor:
                 if first:
                     first = False
                     self._first_done.set()
-                else:
-                    self.reconnects += 1
                 listener.state_changed(State.CONNECTED)
                 listener.connected(conn.url)
                 log.info("connected to %s", conn.url)
 
-                ending = conn.run()
+                code, reason, _ = conn.run()
+                reason = settings.scrub(reason)
                 conn.teardown()
                 with self._lock:
                     self._conn = None
                 failures = 0 if conn.delivered else failures + 1
 
                 if self._stop.is_set():
-                    listener.disconnected(Disconnected(ending.code, ending.reason, False))
+                    listener.disconnected(Disconnected(code, reason, False))
                     return
-                fatal = not settings.reconnect or ending.code in settings.fatal_close_codes
+                fatal = not settings.reconnect or code in settings.fatal_close_codes
                 gave_up = (
                     not fatal
                     and settings.max_retries is not None
                     and failures >= settings.max_retries
                 )
-                listener.disconnected(
-                    Disconnected(ending.code, ending.reason, not (fatal or gave_up))
-                )
+                listener.disconnected(Disconnected(code, reason, not (fatal or gave_up)))
                 if fatal:
-                    log.warning("connection to %s ended for good: %s", conn.url, ending.reason)
-                    outcome = GatewayClosed(ending.code, ending.reason)
+                    log.warning("connection to %s ended for good: %s", conn.url, reason)
+                    outcome = GatewayClosed(code, reason)
                     return
                 if gave_up:
-                    outcome = _gave_up(failures, GatewayClosed(ending.code, ending.reason))
+                    outcome = _gave_up(failures, GatewayClosed(code, reason))
                     return
-                log.warning("connection to %s lost (%s): reconnecting", conn.url, ending.reason)
+                log.warning("connection to %s lost (%s): reconnecting", conn.url, reason)
                 listener.state_changed(State.RECONNECTING)
                 if not self._back_off(failures):
                     return

@@ -319,11 +319,6 @@ def test_cli_never_prints_the_session_id(how: str) -> None:
     assert_no_session_id(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed yet: the transport passes a server's close reason through verbatim "
-    "(Supervisor/_peer_closed in _transport.py, outside this change's files)",
-)
 def test_session_id_echoed_in_a_close_reason_is_not_shown() -> None:
     """A gateway that echoes the session id in a close reason does not get it into the
     GatewayClosed message, the disconnect notice or the log."""
@@ -341,12 +336,6 @@ def test_session_id_echoed_in_a_close_reason_is_not_shown() -> None:
     assert_no_session_id(seen.text())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed yet: the transport logs and raises a reconnect's DiscoveryError, whose "
-    "excerpt quotes the server's body verbatim (Supervisor in _transport.py, outside this "
-    "change's files)",
-)
 def test_session_id_echoed_in_a_discovery_error_is_not_shown() -> None:
     """A gateway that, once it knows the session id, echoes it in a failing discovery answer
     does not get it into the log or the error that ends the client."""
