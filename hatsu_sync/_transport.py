@@ -35,7 +35,7 @@ import websocket
 from websocket import ABNF
 
 from ._decode import Decoder
-from ._discovery import discover
+from ._discovery import discover, discovery_url
 from ._netconfig import open_direct, proxy_auth, proxy_for, shown_proxy, tls_context
 from ._state import Deadline, Disconnected, State
 from .exceptions import (
@@ -669,6 +669,14 @@ class Supervisor:
                 ssl_context=settings.ssl_context,
                 proxy=settings.proxy,
             )
+            if settings.session_id in url:
+                # Only a gateway that saw an earlier identify can know it: never send the
+                # credential in a request line (any proxy reads it) or show it as a URL.
+                raise DiscoveryError(
+                    f"discovery failed: GET {discovery_url(settings.gateway)} answered a URL "
+                    "that holds the session id: refused",
+                    url=discovery_url(settings.gateway),
+                )
         conn = Connection(url, settings, self._listener)
         with self._lock:
             if self._stop.is_set():

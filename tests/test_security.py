@@ -353,11 +353,6 @@ def test_session_id_echoed_in_a_discovery_error_is_not_shown() -> None:
     assert_no_session_id(seen.text())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed yet: a discovered URL holding the session id is connected to and shown "
-    "(Supervisor._attempt in _transport.py)",
-)
 def test_discovered_url_holding_the_session_id_is_refused() -> None:
     """A discovery answer whose URL holds the session id (known to the gateway only from an
     earlier identify) is refused: the id never goes into a request line, a Connected notice,
