@@ -740,13 +740,17 @@ class Supervisor:
                 )
                 listener.disconnected(Disconnected(code, reason, not (fatal or gave_up)))
                 if fatal:
-                    log.warning("connection to %s ended for good: %s", conn.url, reason)
+                    log.warning(
+                        "connection to %s ended for good (%s)", conn.url, _how(code, reason)
+                    )
                     outcome = GatewayClosed(code, reason)
                     return
                 if gave_up:
                     outcome = _gave_up(failures, GatewayClosed(code, reason))
                     return
-                log.warning("connection to %s lost (%s): reconnecting", conn.url, reason)
+                log.warning(
+                    "connection to %s lost (%s): reconnecting", conn.url, _how(code, reason)
+                )
                 listener.state_changed(State.RECONNECTING)
                 if not self._back_off(failures):
                     return
@@ -776,6 +780,13 @@ def _gave_up(failures: int, last: HatsuError) -> ConnectError:
     error = ConnectError(f"gave up reconnecting after {failures} failed attempt(s): {last}")
     error.__cause__ = last
     return error
+
+
+def _how(code: int | None, reason: str) -> str:
+    """How a connection ended, for the log: the close code and reason, whichever there are."""
+    if code is None:
+        return reason or "no close frame"
+    return f"code {code}: {reason}" if reason else f"code {code}"
 
 
 def _describe(exc: BaseException) -> str:
