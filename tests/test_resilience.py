@@ -364,6 +364,7 @@ _SCRIPT = textwrap.dedent(
         elif what == "wait":
             client.wait()
         elif what == "exit":
+            client.get_event(timeout=5)  # HELLO: the gateway has taken the identify
             sys.exit(0)  # never closes the client
     except KeyboardInterrupt:
         started = time.monotonic()
