@@ -63,10 +63,6 @@ _PONG = ABNF.OPCODE_PONG
 _RECV_SIZE = 1 << 16
 
 
-def _no_flush() -> None:
-    pass
-
-
 def _fill(recv: Callable[[int], bytes], buf: bytes, pos: int, need: int) -> bytes:
     """``buf[pos:]`` topped up from ``recv`` to at least ``need`` bytes (more if it came)."""
     chunks = [buf[pos:]]
@@ -159,6 +155,9 @@ class Listener(Protocol):
 
     def deliver(self, event: Event) -> None:
         """A decoded event (called on the transport thread, must not block)."""
+
+    def flush(self) -> None:
+        """Wake whoever waits for what ``deliver`` queued (called before a read may block)."""
 
     def decode_failed(self, error: DecodeError) -> None:
         """A message that could not be decoded."""
@@ -417,7 +416,7 @@ class Connection:
         # A listener may queue events without waking their readers until its flush() (the
         # client's core does: one wake-up per burst rather than one per event). It is called
         # before every read that may block, and when reading ends.
-        flush: Callable[[], None] = getattr(self._listener, "flush", _no_flush)
+        flush = self._listener.flush
         try:
             return self._read_frames(ws, flush)
         finally:

@@ -158,11 +158,12 @@ def test_attempt_count_resets_after_a_healthy_connection(
     client = make_client(max_retries=2)
     life = Lifecycle(client)
     client.connect(timeout=T)
+    take(client, 2)  # HELLO and READY: the connection has delivered, so it counts as healthy
     for outage in range(1, 4):
         gateway.fail_discovery("500", times=1)  # the first attempt of each outage fails
         gateway.abort()
         life.wait(Connected, outage + 1)
-        take_until(client, "HELLO")
+        assert [e.name for e in take(client, 2)] == ["HELLO", "READY"]  # the new connection's
     assert client.state is State.CONNECTED
     assert client.stats.reconnects == 3
 
