@@ -77,6 +77,7 @@ def test_listen_prints_lines_and_ctrl_c_exits_0(gateway: LocalGateway) -> None:
         assert proc.stdout is not None
         assert proc.stderr is not None
         _read_until(proc.stderr, "connected to")
+        gateway.wait_for_clients(1, timeout=T)  # the gateway has taken the identify
         gateway.send(SAMPLE_EVENTS[1])
         lines = _read_until(proc.stdout, "PRESENCE_UPDATE")
         assert lines[0].startswith("HELLO")
@@ -97,6 +98,7 @@ def test_listen_json_lines_redact_the_session_id(gateway: LocalGateway) -> None:
         assert proc.stdout is not None
         assert proc.stderr is not None
         _read_until(proc.stderr, "connected to")
+        gateway.wait_for_clients(1, timeout=T)  # the gateway has taken the identify
         gateway.send(SAMPLE_EVENTS[3])
         lines = _read_until(proc.stdout, "NOTIFICATION")
         proc.send_signal(signal.SIGINT)
