@@ -114,9 +114,6 @@ class EventBuffer:
             self._closed = True
             self._ready.notify_all()
 
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 class Registry:
     """Callbacks by key: an event name, a model class, ``"*"`` or a lifecycle name.

@@ -73,7 +73,3 @@ class Deadline:
         if self._end is None:
             return None
         return max(0.0, self._end - time.monotonic())
-
-    def expired(self) -> bool:
-        """True once the time is up."""
-        return self._end is not None and time.monotonic() >= self._end
