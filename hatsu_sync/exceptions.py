@@ -95,16 +95,29 @@ class DecodeError(HatsuError, ValueError):
         fatal: True when the connection's zlib stream cannot be resumed after this message,
             so the client must reconnect; False when only this one message is lost.
         size: the size in bytes of the offending message as received (0 if unknown).
+        close_code: the close code the client failed the connection with because of this
+            error (1009 for a message over ``max_message_size``, 1002 or 1007 for a frame that
+            breaks RFC 6455), or None when the connection went on (or ended for another reason).
     """
 
-    def __init__(self, message: str, *, fatal: bool = False, size: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        fatal: bool = False,
+        size: int = 0,
+        close_code: Optional[int] = None,
+    ) -> None:
         super().__init__(message)
         self.fatal = fatal
         self.size = size
+        self.close_code = close_code
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
-        return _rebuild_decode_error, (self.args[0], self.fatal, self.size)
+        return _rebuild_decode_error, (self.args[0], self.fatal, self.size, self.close_code)
 
 
-def _rebuild_decode_error(message: str, fatal: bool, size: int) -> DecodeError:
-    return DecodeError(message, fatal=fatal, size=size)
+def _rebuild_decode_error(
+    message: str, fatal: bool, size: int, close_code: Optional[int] = None
+) -> DecodeError:
+    return DecodeError(message, fatal=fatal, size=size, close_code=close_code)
