@@ -2,7 +2,12 @@
 
 The socket thread only ever appends to these two queues, so user code (a slow consumer, a
 handler that blocks for minutes) can never delay the reads that keep the connection alive.
-Both queues are bounded: when one is full its oldest event is dropped and counted.
+Both queues are bounded by a count and by a memory budget: when one is over either, its oldest
+events are dropped and counted.
+
+No lock here is ever taken by a thread calling the client's public methods, and no wait relies
+on one (see :class:`~hatsu_sync._state.Wakeup`): a signal handler may call any of them while
+the main thread is inside another.
 """
 
 from __future__ import annotations
@@ -12,10 +17,20 @@ import threading
 from collections import deque
 from typing import Any, Callable, Union
 
-from ._state import Deadline
+from ._redact import redact_known
+from ._state import Deadline, Wakeup
 from .models import Event
 
-__all__ = ["LIFECYCLE", "CallbackThread", "EventBuffer", "Registry"]
+__all__ = [
+    "LIFECYCLE",
+    "BufferClosed",
+    "CallbackThread",
+    "EventBuffer",
+    "NotStarted",
+    "Registry",
+    "check_key",
+    "report_to_excepthook",
+]
 
 log = logging.getLogger("hatsu_sync")
 
@@ -23,17 +38,59 @@ LIFECYCLE = frozenset({"connect", "disconnect", "error"})
 
 Handler = Callable[[Any], Any]
 Key = Union[str, "type[Event]"]
+Handlers = tuple[Handler, ...]
 
 
 class BufferClosed(Exception):
     """Raised by :meth:`EventBuffer.get` once the buffer is closed and empty."""
 
 
+class NotStarted(Exception):
+    """Raised by :meth:`EventBuffer.get` when nothing was ever connected to fill it."""
+
+
+class _Budget:
+    """The count and the bytes of what one producer thread appended to a FIFO that others
+    take from; neither side locks.
+
+    Readers only pop from the left, so the queued items are always the last ``len(items)`` the
+    producer appended: it keeps their sizes in the same order and forgets the oldest sizes once
+    their items are gone. Between those clean-ups ``total`` overestimates (it still counts what
+    readers took), which only ever makes room early.
+    """
+
+    __slots__ = ("max_bytes", "max_items", "sizes", "total")
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.sizes: deque[int] = deque()
+        self.total = 0
+
+    def over(self, size: int) -> bool:
+        """True if adding an item of ``size`` bytes may break a bound (then see :meth:`settle`)."""
+        return self.total + size > self.max_bytes or len(self.sizes) >= self.max_items
+
+    def settle(self, queued: int) -> None:
+        """Forget the sizes of items readers took: ``queued`` items are left in the queue."""
+        sizes = self.sizes
+        for _ in range(len(sizes) - queued):
+            self.total -= sizes.popleft()
+
+    def full(self, queued: int, size: int) -> bool:
+        """True while the queue must lose an item before one of ``size`` bytes joins it."""
+        return queued > 0 and (queued >= self.max_items or self.total + size > self.max_bytes)
+
+    def add(self, size: int) -> None:
+        self.sizes.append(size)
+        self.total += size
+
+
 class EventBuffer:
     """A bounded FIFO of events read by any number of threads; the oldest go when it is full.
 
     One thread puts (the transport thread), any number get. The deque's own atomic
-    ``append``/``popleft`` carry the events; ``get`` takes the lock only to wait.
+    ``append``/``popleft`` carry the events, and nobody takes a lock.
 
     ``put`` does not wake the waiting readers: :meth:`wake` does, and the transport calls it
     (through ``_Core.flush``) before each socket read that may block, so a burst of events read
@@ -42,36 +99,40 @@ class EventBuffer:
     event itself (zlib's inflate and every socket read release the GIL).
     """
 
-    def __init__(self, maxlen: int) -> None:
-        self._maxlen = maxlen
+    def __init__(self, max_items: int, max_bytes: int) -> None:
         self._items: deque[Event] = deque()
-        # Guards _waiting and _closed; waiters sleep on it until an event or the close arrives.
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._waiting = 0  # threads inside get() that found the buffer empty
+        self._budget = _Budget(max_items, max_bytes)
+        self._wakeup = Wakeup()
         self._closed = False
+        self.started = False  # set once a connection may fill the buffer
         self.dropped = 0
 
     def put(self, event: Event) -> None:
-        """Append an event (from the socket thread), pushing out the oldest if full."""
+        """Append an event (from the socket thread), pushing out the oldest while over budget."""
+        size: int = getattr(event, "_nbytes", 0)
+        budget = self._budget
+        if budget.over(size):
+            self._make_room(size)
+        self._items.append(event)
+        budget.add(size)
+
+    def _make_room(self, size: int) -> None:
         items = self._items
-        if len(items) >= self._maxlen:
-            # Only this thread adds, so the length cannot grow meanwhile; if a reader takes
-            # the oldest first, the next oldest goes instead: one event dropped either way.
+        budget = self._budget
+        budget.settle(len(items))
+        while budget.full(len(items), size):
             try:
                 items.popleft()
-                self.dropped += 1
-            except IndexError:
-                pass
-        items.append(event)
+            except IndexError:  # readers took the rest meanwhile
+                break
+            self.dropped += 1
+            budget.total -= budget.sizes.popleft()
+        budget.settle(len(items))
 
     def wake(self) -> None:
         """Wake the threads waiting in :meth:`get` (``put`` does not: see the class notes)."""
-        # A get() counts itself in _waiting before it looks at the deque (under the lock):
-        # either it saw the events put so far, or it is counted here and gets woken.
-        if self._waiting:
-            with self._lock:
-                self._ready.notify_all()
+        if self._wakeup:
+            self._wakeup.wake_all()
 
     def get(self, timeout: float | None) -> Event:
         """Return the next event.
@@ -81,102 +142,185 @@ class EventBuffer:
         Raises:
             TimeoutError: no event arrived in time.
             BufferClosed: the buffer is closed and every buffered event has been taken.
+            NotStarted: the buffer is empty and nothing was ever connected to fill it.
         """
+        items = self._items
         try:
-            return self._items.popleft()
+            return items.popleft()
         except IndexError:
             pass
-        with self._lock:
-            self._waiting += 1
+        if not self.started and not self._closed:
+            raise NotStarted
+        deadline = Deadline(None if timeout is None else max(0.0, timeout))
+        wakeup = self._wakeup
+        while True:
+            # Listed before looking: a put or close from now on wakes this thread.
+            token = wakeup.enlist()
             try:
-                deadline: Deadline | None = None
-                while True:
-                    try:
-                        return self._items.popleft()
-                    except IndexError:
-                        pass
-                    if self._closed:
-                        raise BufferClosed
-                    if timeout is not None and timeout <= 0:
-                        raise TimeoutError("no event is waiting")
-                    if deadline is None:
-                        deadline = Deadline(timeout)
-                    remaining = deadline.remaining()
-                    if remaining == 0.0:
-                        raise TimeoutError(f"no event arrived within {timeout} s")
-                    self._ready.wait(remaining)
-            finally:
-                self._waiting -= 1
+                return items.popleft()
+            except IndexError:
+                pass
+            if self._closed:
+                wakeup.cancel(token)
+                raise BufferClosed
+            remaining = deadline.remaining()
+            if remaining == 0.0:
+                wakeup.cancel(token)
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError("no event is waiting")
+                raise TimeoutError(f"no event arrived within {timeout} s")
+            wakeup.sleep(token, remaining)
 
     def close(self) -> None:
         """Wake every waiter; buffered events are still handed out, then BufferClosed."""
-        with self._lock:
-            self._closed = True
-            self._ready.notify_all()
+        self._closed = True
+        self._wakeup.wake_all()
+
+    def discard(self) -> None:
+        """Close and drop whatever is buffered (the events of a parent process, after fork)."""
+        self._closed = True
+        self._items.clear()
 
 
 class Registry:
     """Callbacks by key: an event name, a model class, ``"*"`` or a lifecycle name.
 
-    Readers get an immutable snapshot, so the callback thread never takes a lock and
-    ``on``/``off`` from inside a handler take effect from the next event on.
+    Writers change the list with single atomic list operations and then replace the lookup
+    cache whole; readers never lock. So ``on``/``off`` may come from any thread, a signal
+    handler or a handler (taking effect from the next event on), and the callback thread finds
+    an event's handlers with two dict lookups.
     """
 
+    # A hostile gateway may send any number of distinct names: the cache stops growing here.
+    _MAX_CACHED_NAMES = 512
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # serialises writers of _entries
-        self._entries: tuple[tuple[Key, Handler], ...] = ()
+        self._entries: list[tuple[Key, Handler]] = []
+        # type(event) -> event name -> handlers; lifecycle name -> handlers.
+        self._cache: dict[Any, Any] = {}
         self.has_event_handlers = False
 
     def add(self, key: Key, handler: Handler) -> None:
-        """Register ``handler`` for ``key``.
+        """Register ``handler`` for ``key`` (checked with :func:`check_key`).
 
         Raises:
-            TypeError: ``handler`` is not callable, or ``key`` is neither a non-empty str nor an
+            TypeError: ``handler`` is not callable, or ``key`` is neither a str nor an
                 :class:`Event` subclass.
+            ValueError: ``key`` is a str that names no event, ``"*"`` nor a lifecycle.
         """
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        self.check_key(key)
-        with self._lock:
-            self._publish((*self._entries, (key, handler)))
+        check_key(key)
+        self._entries.append((key, handler))
+        self._changed()
 
-    @staticmethod
-    def check_key(key: object) -> None:
-        """Raise TypeError unless ``key`` is a non-empty str or an :class:`Event` subclass."""
-        if isinstance(key, str):
-            if not key:
-                raise TypeError("an event name must not be empty")
-        elif not (isinstance(key, type) and issubclass(key, Event)):
-            raise TypeError(
-                "key must be an event name, '*', 'connect', 'disconnect', 'error' or an "
-                f"Event subclass, not {key!r}"
-            )
+    def remove(self, key: Key, handler: Handler | None = None) -> bool:
+        """Unregister one registration of ``handler`` for ``key``, or every handler of ``key``
+        when ``handler`` is None; True if there was one."""
+        entries = self._entries
+        found = False
+        if handler is not None:
+            try:
+                entries.remove((key, handler))
+                found = True
+            except ValueError:
+                pass
+        else:
+            for entry in tuple(entries):
+                if entry[0] == key and type(entry[0]) is type(key):
+                    try:
+                        entries.remove(entry)
+                        found = True
+                    except ValueError:  # another thread removed it first
+                        pass
+        if found:
+            self._changed()
+        return found
 
-    def remove(self, key: Key, handler: Handler) -> bool:
-        """Unregister one registration of ``handler`` for ``key``; True if there was one."""
-        with self._lock:
-            for index, (k, h) in enumerate(self._entries):
-                if k == key and h == handler:
-                    self._publish(self._entries[:index] + self._entries[index + 1 :])
-                    return True
-        return False
+    def _changed(self) -> None:
+        self._cache = {}
+        # Two writers may interleave: whoever stores the flag last checks it against the list
+        # as it is after that store, so the last word is always right.
+        while True:
+            flag = self._any_event_handler()
+            self.has_event_handlers = flag
+            if self._any_event_handler() == flag:
+                return
 
-    def _publish(self, entries: tuple[tuple[Key, Handler], ...]) -> None:
-        self._entries = entries
-        self.has_event_handlers = any(k not in LIFECYCLE for k, _ in entries)
+    def _any_event_handler(self) -> bool:
+        return any(key not in LIFECYCLE for key, _ in tuple(self._entries))
 
-    def for_event(self, event: Event) -> list[Handler]:
+    def for_event(self, event: Event) -> Handlers:
         """The handlers matching ``event``, in registration order."""
+        cache = self._cache
+        by_name = cache.get(type(event))
+        if by_name is None:
+            by_name = cache[type(event)] = {}
         name = event.name
-        return [
-            h
-            for k, h in self._entries
-            if k == name or k == "*" or (isinstance(k, type) and isinstance(event, k))
-        ]
+        handlers: Handlers | None = by_name.get(name)
+        if handlers is None:
+            handlers = tuple(
+                h
+                for k, h in tuple(self._entries)
+                if (k == name and k not in LIFECYCLE)
+                or k == "*"
+                or (isinstance(k, type) and isinstance(event, k))
+            )
+            if len(by_name) < self._MAX_CACHED_NAMES:
+                by_name[name] = handlers
+        return handlers
 
-    def for_lifecycle(self, kind: str) -> list[Handler]:
+    def for_lifecycle(self, kind: str) -> Handlers:
         """The handlers of a lifecycle name, in registration order."""
-        return [h for k, h in self._entries if k == kind]
+        cache = self._cache
+        handlers: Handlers | None = cache.get(kind)
+        if handlers is None:
+            handlers = cache[kind] = tuple(h for k, h in tuple(self._entries) if k == kind)
+        return handlers
+
+
+def check_key(key: object) -> None:
+    """Check a callback key: an upper-case event name, a model class, ``"*"`` or a lifecycle.
+
+    Raises:
+        TypeError: ``key`` is neither a str nor an :class:`Event` subclass.
+        ValueError: ``key`` is a str that is none of the names above.
+    """
+    if isinstance(key, str):
+        if key == "*" or key in LIFECYCLE or _is_event_name(key):
+            return
+        hint = ""
+        if _is_event_name(key.upper()):
+            hint = f" (event names are upper case: {key.upper()!r})"
+        else:
+            near = [name for name in sorted(LIFECYCLE) if _near(key.lower(), name)]
+            if near:
+                hint = f" (did you mean {near[0]!r}?)"
+        raise ValueError(
+            f"unknown callback key {redact_known(repr(key))}{hint}: use an upper-case event "
+            "name such as 'PRESENCE_UPDATE', a model class such as PresenceUpdate, '*' for "
+            "every event, or a lifecycle name: 'connect', 'disconnect' or 'error'"
+        )
+    if not (isinstance(key, type) and issubclass(key, Event)):
+        raise TypeError(
+            "key must be an event name, '*', 'connect', 'disconnect', 'error' or an "
+            f"Event subclass, not {type(key).__name__}"
+        )
+
+
+def _is_event_name(key: str) -> bool:
+    # Gateway event names are upper case words joined by '_' (digits allowed): PRESENCE_UPDATE.
+    return bool(key) and key[0].isalpha() and key.isupper() and key.replace("_", "").isalnum()
+
+
+def _near(word: str, name: str) -> bool:
+    """True if ``word`` is ``name`` with a small slip: a prefix/suffix added, or a letter off."""
+    if word.startswith(name) or (len(word) >= 4 and name.startswith(word[:4])):
+        return True
+    if abs(len(word) - len(name)) > 1:
+        return False
+    mismatches = sum(a != b for a, b in zip(word, name))
+    return mismatches + abs(len(word) - len(name)) <= 2
 
 
 class _Lifecycle:
@@ -192,44 +336,51 @@ class _Lifecycle:
 class CallbackThread:
     """Runs every callback, in arrival order, on one thread that lives as long as its client.
 
-    A handler that raises is logged with its traceback and reported to the ``"error"``
-    handlers; it stops neither the other handlers nor later events.
+    A handler that raises is reported to the ``"error"`` handlers, or, when there is none, to
+    :func:`threading.excepthook` (with its traceback, as an exception escaping a thread is);
+    it stops neither the other handlers nor later events.
     """
 
-    def __init__(self, registry: Registry, maxlen: int) -> None:
+    def __init__(self, registry: Registry, max_items: int, max_bytes: int) -> None:
         self._registry = registry
-        self._maxlen = maxlen
-        # Appended to by the transport thread (events without the lock: deque.append is
+        # Appended to by the transport thread only (events without the lock: deque.append is
         # atomic), taken from by the callback thread under the lock.
         self._items: deque[Event | _Lifecycle] = deque()
-        # Guards taking from _items, dropping from it, _stopping, _abandon and _idle.
+        self._budget = _Budget(max_items, max_bytes)
+        # Guards taking from _items against dropping from its middle. Only the transport and
+        # callback threads ever take it: never a thread inside a public method of the client.
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._idle = False  # the thread is about to wait, or waiting, for items
+        self._wakeup = Wakeup()
         self._stopping = False
         self._abandon = False
         self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="hatsu-sync-callbacks", daemon=True)
+        # Made in start(): a thread object that never ran would keep this object in a cycle
+        # (its target is a bound method of this object).
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the thread (once)."""
+        """Start the thread (again, after a :meth:`stop` that ended it)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping = self._abandon = False
+        self._thread = threading.Thread(target=self._run, name="hatsu-sync-callbacks", daemon=True)
         self._thread.start()
 
     @property
     def started(self) -> bool:
         """True once :meth:`start` has been called."""
-        return self._thread.ident is not None
+        return self._thread is not None
 
     @property
-    def maxlen(self) -> int:
-        """How many events may wait for their handlers."""
-        return self._maxlen
+    def thread(self) -> threading.Thread | None:
+        """The callback thread, once started."""
+        return self._thread
 
     def request_stop(self) -> None:
-        """Ask the thread to end once the queue is empty, without waiting for it."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify_all()
+        """Ask the thread to end once the queue is empty, without waiting for it (never
+        blocks: safe from a signal handler)."""
+        self._stopping = True
+        self._wakeup.wake_all()
 
     def submit_event(self, event: Event) -> None:
         """Queue an event for its handlers (a no-op while no event handler is registered).
@@ -238,32 +389,41 @@ class CallbackThread:
         """
         if not self._registry.has_event_handlers:
             return
-        items = self._items
-        if len(items) >= self._maxlen:
+        size: int = getattr(event, "_nbytes", 0)
+        budget = self._budget
+        if budget.over(size):
             with self._lock:
-                self._drop_oldest_event()
-        items.append(event)
+                self._make_room(size)
+        self._items.append(event)
+        budget.add(size)
+
+    def submit_lifecycle(self, kind: str, value: object) -> None:
+        """Queue a lifecycle notice (``"connect"``, ``"disconnect"``, ``"error"``) and wake."""
+        with self._lock:  # the sizes must stay in step with the items: no drop meanwhile
+            self._items.append(_Lifecycle(kind, value))
+            self._budget.add(0)
+        self._wakeup.wake_all()
 
     def wake(self) -> None:
         """Wake the thread for the events submitted since it last looked."""
-        # The thread sets _idle (under the lock) before it looks at the deque: either it saw
-        # the events submitted so far, or it is idle here and gets woken.
-        if self._idle:
-            with self._lock:
-                self._ready.notify()
+        if self._wakeup:
+            self._wakeup.wake_all()
 
-    def submit_lifecycle(self, kind: str, value: object) -> None:
-        """Queue a lifecycle notice (``"connect"``, ``"disconnect"``, ``"error"``)."""
-        with self._ready:
-            self._items.append(_Lifecycle(kind, value))
-            self._ready.notify()
-
-    def _drop_oldest_event(self) -> None:
-        # Lifecycle notices are few and must not be lost: drop the oldest event instead.
-        for index, item in enumerate(self._items):
-            if not isinstance(item, _Lifecycle):
-                del self._items[index]
-                self.dropped += 1
+    def _make_room(self, size: int) -> None:
+        # Under the lock: the callback thread cannot take from the queue meanwhile.
+        items = self._items
+        budget = self._budget
+        budget.settle(len(items))
+        while budget.full(len(items), size):
+            # Lifecycle notices are few and must not be lost: drop the oldest event instead.
+            for index, item in enumerate(items):
+                if not isinstance(item, _Lifecycle):
+                    del items[index]
+                    budget.total -= budget.sizes[index]
+                    del budget.sizes[index]
+                    self.dropped += 1
+                    break
+            else:
                 return
 
     def stop(self, deadline: Deadline) -> bool:
@@ -273,55 +433,91 @@ class CallbackThread:
         for instance by ``close()`` inside a callback: it ends once that callback returns).
         """
         self.request_stop()
-        if threading.current_thread() is self._thread or not self._thread.is_alive():
-            return not self._thread.is_alive()
-        self._thread.join(deadline.remaining())
-        if self._thread.is_alive():
-            with self._ready:
-                self._abandon = True  # stop after the handler that is running now
-                self._ready.notify_all()
-            self._thread.join(0.05)
-        return not self._thread.is_alive()
+        thread = self._thread
+        if thread is None:
+            return True
+        if threading.current_thread() is thread or not thread.is_alive():
+            return not thread.is_alive()
+        thread.join(deadline.remaining())
+        if thread.is_alive():
+            self._abandon = True  # stop after the handler that is running now
+            self._wakeup.wake_all()
+            thread.join(0.05)
+        return not thread.is_alive()
 
-    @property
-    def thread(self) -> threading.Thread:
-        """The callback thread."""
-        return self._thread
+    def discard(self) -> None:
+        """Forget the queue without running it (the callbacks of a parent process, after fork)."""
+        self._stopping = self._abandon = True
+        self._items.clear()
 
     def _run(self) -> None:
         items = self._items
+        lock = self._lock
+        wakeup = self._wakeup
+        registry = self._registry
         while True:
-            with self._lock:
-                self._idle = True
-                while not items and not self._stopping:
-                    self._ready.wait()
-                self._idle = False
-                if self._abandon or not items:
-                    if items:
-                        log.warning("close: %d queued callback items discarded", len(items))
-                        items.clear()
+            if not items:
+                token = wakeup.enlist()  # before looking again: a wake from now on counts
+                if items or self._stopping:
+                    wakeup.cancel(token)
+                else:
+                    wakeup.sleep(token, None)
+                    continue
+            if self._abandon:
+                break
+            with lock:
+                item = items.popleft() if items else None
+            if item is None:
+                if self._stopping:
                     return
-                item = items.popleft()
-            if isinstance(item, _Lifecycle):
-                self._call_all(self._registry.for_lifecycle(item.kind), item.value, item.kind)
+            elif isinstance(item, _Lifecycle):
+                self._call_all(registry.for_lifecycle(item.kind), item.value, item.kind)
             else:
-                self._call_all(self._registry.for_event(item), item, item.name)
+                self._call_all(registry.for_event(item), item, item.name)
+        if items:
+            log.warning("close: %d queued callback items discarded", len(items))
+            items.clear()
 
-    def _call_all(self, handlers: list[Handler], value: object, what: str) -> None:
+    def _call_all(self, handlers: Handlers, value: object, what: str) -> None:
         for handler in handlers:
             try:
                 handler(value)
             except (Exception, SystemExit) as exc:
-                name = getattr(handler, "__qualname__", repr(handler))
-                if what == "error":
-                    log.exception("an 'error' handler %s raised", name)
-                    continue
-                log.exception("handler %s for %s raised", name, what)
-                for on_error in self._registry.for_lifecycle("error"):
-                    try:
-                        on_error(exc)
-                    except (Exception, SystemExit):
-                        log.exception(
-                            "an 'error' handler %s raised",
-                            getattr(on_error, "__qualname__", repr(on_error)),
-                        )
+                self._handler_failed(handler, exc, what)
+
+    def _handler_failed(self, handler: Handler, exc: BaseException, what: str) -> None:
+        name = getattr(handler, "__qualname__", type(handler).__name__)
+        # The event name may echo the session id; the message is left out (it may quote data).
+        shown = redact_known(what)
+        error_handlers = self._registry.for_lifecycle("error") if what != "error" else ()
+        if not error_handlers:
+            # Reported once, on stderr by default, by the hook that reports an exception
+            # escaping a thread; the log keeps a quiet record.
+            log.debug("handler %s for %s raised %s", name, shown, type(exc).__name__)
+            report_to_excepthook(exc)
+            return
+        log.info(
+            "handler %s for %s raised %s: given to the 'error' handlers",
+            name,
+            shown,
+            type(exc).__name__,
+        )
+        for on_error in error_handlers:
+            try:
+                on_error(exc)
+            except (Exception, SystemExit) as again:
+                log.debug("the 'error' handler %s raised", getattr(on_error, "__qualname__", ""))
+                report_to_excepthook(again)
+
+
+def report_to_excepthook(exc: BaseException) -> None:
+    """Report ``exc`` as :mod:`threading` reports an exception that escapes a thread."""
+    args: Any = threading.ExceptHookArgs(
+        [type(exc), exc, exc.__traceback__, threading.current_thread()]
+    )
+    try:
+        threading.excepthook(args)
+    except Exception:  # a hook that fails must not end the callback thread
+        log.exception("threading.excepthook failed")
+    finally:
+        del args  # it holds the traceback, which holds this frame

@@ -106,6 +106,7 @@ class Settings:
     fatal_close_codes: frozenset[int]
     ssl_context: ssl.SSLContext | None
     proxy: str | None
+    retry_first_connect: bool = False
 
     def identify(self) -> str:
         """The identify message: always plain JSON text, in zlib mode too."""
@@ -619,7 +620,12 @@ class Supervisor:
             raise ConnectError(f"connecting timed out after {timeout} s")
         if self._first_error is not None:
             self._thread.join(5.0)
-            raise self._first_error
+            # Not kept: raised, it would hold this frame (and self) through its traceback.
+            error, self._first_error = self._first_error, None
+            try:
+                raise error
+            finally:
+                del error
 
     def current(self) -> Connection | None:
         """The live connection, if any."""

@@ -336,7 +336,7 @@ def test_off_removes_a_handler(gateway: LocalGateway, make_client: MakeClient) -
 def test_raising_handler_is_logged_and_reported(
     gateway: LocalGateway, make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A raising handler is logged with its traceback, reported to 'error', and stops nothing."""
+    """A raising handler goes to 'error', is logged once at INFO (no traceback), stops nothing."""
     client = make_client()
     errors: list[BaseException] = []
     seen: list[Any] = []
@@ -353,7 +353,7 @@ def test_raising_handler_is_logged_and_reported(
             done.set()
 
     client.on("error", errors.append)
-    with caplog.at_level(logging.ERROR, logger="hatsu_sync"):
+    with caplog.at_level(logging.INFO, logger="hatsu_sync"):
         client.connect(timeout=T)
         gateway.wait_for_clients(1, timeout=T)  # the gateway has the identify
         gateway.send_many({"t": "N", "d": i} for i in range(3))
@@ -363,7 +363,7 @@ def test_raising_handler_is_logged_and_reported(
     assert [str(e) for e in errors] == ["boom 0", "boom 1", "boom 2"]
     records = [r for r in caplog.records if "raised" in r.getMessage()]
     assert len(records) == 3
-    assert all(r.exc_info for r in records)
+    assert all(r.levelno == logging.INFO and not r.exc_info for r in records)
     assert client.state is State.CONNECTED
 
 
@@ -407,11 +407,11 @@ def test_callback_queue_is_bounded(gateway: LocalGateway, make_client: MakeClien
 
 
 def test_on_rejects_bad_keys_and_handlers(make_client: MakeClient) -> None:
-    """on() raises TypeError for a key or handler of the wrong kind."""
+    """on() raises TypeError for a key or handler of the wrong kind, ValueError for ""."""
     client = make_client()
     with pytest.raises(TypeError):
         client.on(42, print)  # type: ignore[call-overload]
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError):
         client.on("", print)
     with pytest.raises(TypeError):
         client.on(dict, print)  # type: ignore[call-overload]
