@@ -332,7 +332,10 @@ class Client:
             return False
         error = core.closed_error()
         if isinstance(error, (GatewayClosed, ConnectError)) or core.forked:
-            raise error
+            try:
+                raise error
+            finally:
+                del error  # this frame would hold the error that holds this frame
         return True
 
     # -- sending --------------------------------------------------------------------------------

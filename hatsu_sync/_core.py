@@ -53,6 +53,7 @@ class Core:
         self.registry = Registry()
         self.callbacks = CallbackThread(self.registry, max_queue, max_buffer_bytes)
         self.supervisor: Supervisor | None = None
+        self.transport_thread: threading.Thread | None = None  # of a finished supervisor
         self.url: str | None = None
         # The lock-holding public call ("connect", "send", "close") the main thread is in.
         self.main_call: str | None = None
@@ -100,6 +101,7 @@ class Core:
         if error is not None:
             _drop_tracebacks(error)
         self.mark_closed(error)
+        self._forget_supervisor()
         self.callbacks.request_stop()  # runs what is queued (the last "disconnect"), then ends
 
     # -- the main thread inside a lock-holding call ---------------------------------------------
@@ -169,12 +171,26 @@ class Core:
         """Close for good: stop the transport, then the callbacks, within ``deadline``."""
         self.mark_closed(None)
         supervisor = self.supervisor
-        if supervisor is not None and not supervisor.stop(deadline):
-            log.warning("close: the transport thread is still running at the deadline")
+        if supervisor is not None:
+            if supervisor.stop(deadline):
+                self._forget_supervisor()
+            else:
+                log.warning("close: the transport thread is still running at the deadline")
+        ending = self.transport_thread
+        if ending is not None and ending is not threading.current_thread():
+            ending.join(deadline.remaining())  # it is returning from finished()
         callbacks = self.callbacks
         in_callback = threading.current_thread() is callbacks.thread
         if not callbacks.stop(deadline) and not in_callback:
             log.warning("close: a callback is still running at the deadline")
+
+    def _forget_supervisor(self) -> None:
+        # The supervisor refers to this core (its listener): kept, the pair would be a cycle
+        # that only the cyclic garbage collector frees. Its thread is kept to be joined.
+        supervisor = self.supervisor
+        if supervisor is not None:
+            self.transport_thread = supervisor.thread
+            self.supervisor = None
 
     def disown(self, parent: int) -> None:
         """In a forked child: close this inherited copy by flags alone.

@@ -354,6 +354,9 @@ class Connection:
         ws = self._ws
         if ws is not None:
             ws.shutdown()  # type: ignore[no-untyped-call]
+            # websocket-client's WebSocket and its frame_buffer refer to each other (through a
+            # bound method): unlinked, a closed client is freed by reference counting.
+            ws.frame_buffer = None
 
     def teardown(self) -> None:
         """Stop the keepalive thread and close the socket (on the transport thread)."""
@@ -660,8 +663,12 @@ class Supervisor:
         except HatsuError as exc:
             error = self._settings.scrub_error(exc)
             if error is exc:
+                del error  # a frame holding its own exception would be a reference cycle
                 raise
-        raise error  # out of the except block, so the original is not chained as its context
+        try:
+            raise error  # out of the except block, so the original is not chained as its context
+        finally:
+            del error
 
     def _attempt(self) -> Connection:
         settings = self._settings
