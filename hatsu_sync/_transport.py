@@ -356,7 +356,7 @@ class Connection:
             ws.shutdown()  # type: ignore[no-untyped-call]
             # websocket-client's WebSocket and its frame_buffer refer to each other (through a
             # bound method): unlinked, a closed client is freed by reference counting.
-            ws.frame_buffer = None
+            ws.frame_buffer = None  # type: ignore[assignment]
 
     def teardown(self) -> None:
         """Stop the keepalive thread and close the socket (on the transport thread)."""
