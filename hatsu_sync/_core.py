@@ -177,7 +177,7 @@ class Core:
             else:
                 log.warning("close: the transport thread is still running at the deadline")
         ending = self.transport_thread
-        if ending is not None and ending is not threading.current_thread():
+        if ending is not None and ending.is_alive() and ending is not threading.current_thread():
             ending.join(deadline.remaining())  # it is returning from finished()
         callbacks = self.callbacks
         in_callback = threading.current_thread() is callbacks.thread
