@@ -72,6 +72,10 @@ class Client:
         TypeError: an argument of the wrong type.
     """
 
+    # Slots, not a __dict__: Python 3.11's tracemalloc cannot find where an object with a
+    # managed __dict__ was allocated, and the warning for a forgotten client should say it.
+    __slots__ = ("__weakref__", "_connect_lock", "_core", "_settings")
+
     def __init__(
         self,
         session_id: str,
@@ -429,8 +433,8 @@ class Client:
     def __repr__(self) -> str:
         # Safe on a client whose constructor raised (traceback renderers show locals).
         name = f"{type(self).__module__.split('.')[0]}.Client"
-        settings = self.__dict__.get("_settings")
-        core = self.__dict__.get("_core")
+        settings = getattr(self, "_settings", None)
+        core = getattr(self, "_core", None)
         if settings is None or core is None:
             return f"<{name} (not initialised)>"
         where = core.url or settings.url or settings.gateway
@@ -446,11 +450,12 @@ class Client:
         )
 
     def __del__(self) -> None:
-        core = self.__dict__.get("_core")
+        core = getattr(self, "_core", None)
         if core is None or core.forked or core.closing or core.state is State.IDLE:
             return
+        shown = repr(self)
         # Closed first: a warning turned into an error (-W error) must not skip the close.
         try:
             core.shutdown(Deadline(1.0))
         finally:
-            _process.warn_unclosed(self)
+            _process.warn_unclosed(self, shown)

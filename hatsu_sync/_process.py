@@ -93,14 +93,14 @@ def _close_all_at_exit() -> None:
         client.close(timeout=1.0)
 
 
-def warn_unclosed(client: Client) -> None:
-    """Report a garbage-collected open client (the caller has closed it already).
+def warn_unclosed(client: Client, shown: str) -> None:
+    """Report a garbage-collected open client, ``shown`` as it was before the caller closed it.
 
     ``source`` lets the warnings module show where the client was allocated when tracemalloc
     is on, as it does for an unclosed socket.
     """
     warnings.warn(
-        f"unclosed {client!r}: call client.close() or use `with Client(...) as client:`",
+        f"unclosed {shown}: call client.close() or use `with Client(...) as client:`",
         ResourceWarning,
         source=client,
         stacklevel=2,
