@@ -290,12 +290,11 @@ def check_key(key: object) -> None:
         if key == "*" or key in LIFECYCLE or _is_event_name(key):
             return
         hint = ""
-        if _is_event_name(key.upper()):
+        near = [name for name in sorted(LIFECYCLE) if _near(key.lower(), name)]
+        if near:
+            hint = f" (did you mean {near[0]!r}?)"
+        elif _is_event_name(key.upper()):
             hint = f" (event names are upper case: {key.upper()!r})"
-        else:
-            near = [name for name in sorted(LIFECYCLE) if _near(key.lower(), name)]
-            if near:
-                hint = f" (did you mean {near[0]!r}?)"
         raise ValueError(
             f"unknown callback key {redact_known(repr(key))}{hint}: use an upper-case event "
             "name such as 'PRESENCE_UPDATE', a model class such as PresenceUpdate, '*' for "
