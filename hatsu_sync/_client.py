@@ -293,7 +293,7 @@ class Client:
 
     # -- closing --------------------------------------------------------------------------------
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float | None = 5.0) -> None:
         """Close the client for good; idempotent and safe from any thread, callbacks included,
         and from a signal handler.
 
@@ -304,7 +304,8 @@ class Client:
         :meth:`send` or :meth:`close`, it returns at once, and the interrupted call finishes
         the close as it returns.
         """
-        check_number("timeout", timeout, minimum=0.0)
+        if timeout is not None:  # None: no limit
+            check_number("timeout", timeout, minimum=0.0)
         core = self._core
         if core.forked:
             return

@@ -57,7 +57,8 @@ class Core:
         self.url: str | None = None
         # The lock-holding public call ("connect", "send", "close") the main thread is in.
         self.main_call: str | None = None
-        self.close_pending: float | None = None  # a close() deferred to main_call's end
+        # A close() deferred to main_call's end: (its timeout,), or None when there is none.
+        self.close_pending: tuple[float | None] | None = None
         self.deferred_sends: deque[str] = deque()
         # Written by the transport thread only; read as snapshots.
         self.events_received = 0
@@ -125,10 +126,10 @@ class Core:
         while self.deferred_sends:
             text = self.deferred_sends.popleft()
             self.send_deferred(text)
-        timeout = self.close_pending
-        if timeout is not None:
+        pending = self.close_pending
+        if pending is not None:
             self.close_pending = None
-            self.shutdown(Deadline(timeout))
+            self.shutdown(Deadline(pending[0]))
 
     def send_deferred(self, text: str) -> None:
         """Send what a signal handler's ``send()`` left for the interrupted ``send()``."""
@@ -153,7 +154,7 @@ class Core:
         self.buffer.close()
         self.closed.set()
 
-    def request_close(self, timeout: float) -> None:
+    def request_close(self, timeout: float | None) -> None:
         """``close()`` from a signal handler that interrupted a lock-holding call of the main
         thread: flag the client closed and wake everyone, without waiting for anything; the
         interrupted call finishes the close when it returns (see :meth:`leave_main`)."""
@@ -164,8 +165,8 @@ class Core:
             # The attempt runs on the transport thread: cancel it now rather than wait for it
             # (none of the locks this takes is held by the interrupted connect()).
             supervisor.stop(Deadline(0.0))
-        if self.close_pending is None or timeout > self.close_pending:
-            self.close_pending = timeout
+        if self.close_pending is None:
+            self.close_pending = (timeout,)
 
     def shutdown(self, deadline: Deadline) -> None:
         """Close for good: stop the transport, then the callbacks, within ``deadline``."""

@@ -49,41 +49,13 @@ class NotStarted(Exception):
     """Raised by :meth:`EventBuffer.get` when nothing was ever connected to fill it."""
 
 
-class _Budget:
-    """The count and the bytes of what one producer thread appended to a FIFO that others
-    take from; neither side locks.
-
-    Readers only pop from the left, so the queued items are always the last ``len(items)`` the
-    producer appended: it keeps their sizes in the same order and forgets the oldest sizes once
-    their items are gone. Between those clean-ups ``total`` overestimates (it still counts what
-    readers took), which only ever makes room early.
-    """
-
-    __slots__ = ("max_bytes", "max_items", "sizes", "total")
-
-    def __init__(self, max_items: int, max_bytes: int) -> None:
-        self.max_items = max_items
-        self.max_bytes = max_bytes
-        self.sizes: deque[int] = deque()
-        self.total = 0
-
-    def over(self, size: int) -> bool:
-        """True if adding an item of ``size`` bytes may break a bound (then see :meth:`settle`)."""
-        return self.total + size > self.max_bytes or len(self.sizes) >= self.max_items
-
-    def settle(self, queued: int) -> None:
-        """Forget the sizes of items readers took: ``queued`` items are left in the queue."""
-        sizes = self.sizes
-        for _ in range(len(sizes) - queued):
-            self.total -= sizes.popleft()
-
-    def full(self, queued: int, size: int) -> bool:
-        """True while the queue must lose an item before one of ``size`` bytes joins it."""
-        return queued > 0 and (queued >= self.max_items or self.total + size > self.max_bytes)
-
-    def add(self, size: int) -> None:
-        self.sizes.append(size)
-        self.total += size
+# Both queues keep their memory budget the same way, without locking against their readers.
+# Readers only pop from the left, so the queued items are always the last ``len(items)`` that
+# the one producer thread appended: the producer keeps their sizes, in the same order, in
+# ``_sizes`` (and their sum in ``_total``), and forgets the oldest sizes once their items are
+# gone. Between those clean-ups ``_total`` overestimates (it still counts what readers took),
+# which only ever makes room early. The clean-up runs only when a bound may be reached, so the
+# per-event cost is one comparison and two appends.
 
 
 class EventBuffer:
@@ -101,7 +73,10 @@ class EventBuffer:
 
     def __init__(self, max_items: int, max_bytes: int) -> None:
         self._items: deque[Event] = deque()
-        self._budget = _Budget(max_items, max_bytes)
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._sizes: deque[int] = deque()  # see the notes above the class
+        self._total = 0
         self._wakeup = Wakeup()
         self._closed = False
         self.started = False  # set once a connection may fill the buffer
@@ -110,24 +85,42 @@ class EventBuffer:
     def put(self, event: Event) -> None:
         """Append an event (from the socket thread), pushing out the oldest while over budget."""
         size: int = getattr(event, "_nbytes", 0)
-        budget = self._budget
-        if budget.over(size):
-            self._make_room(size)
-        self._items.append(event)
-        budget.add(size)
+        sizes = self._sizes
+        items = self._items
+        if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
+            if len(sizes) == len(items) and self._total + size <= self._max_bytes:
+                # Full by count, nothing taken since the last look (nobody is reading, as
+                # when only callbacks are used): the steady state, one event out per event in.
+                try:
+                    items.popleft()
+                    self.dropped += 1
+                    self._total -= sizes.popleft()
+                except IndexError:  # a reader took the last one meanwhile
+                    pass
+            else:
+                self._make_room(size)
+        items.append(event)
+        sizes.append(size)
+        self._total += size
 
     def _make_room(self, size: int) -> None:
         items = self._items
-        budget = self._budget
-        budget.settle(len(items))
-        while budget.full(len(items), size):
+        sizes = self._sizes
+        total = self._total
+        taken = len(sizes) - len(items)  # by readers, since the last clean-up
+        while taken > 0:
+            total -= sizes.popleft()
+            taken -= 1
+        dropped = 0
+        while len(items) >= self._max_items or (items and total + size > self._max_bytes):
             try:
                 items.popleft()
             except IndexError:  # readers took the rest meanwhile
                 break
-            self.dropped += 1
-            budget.total -= budget.sizes.popleft()
-        budget.settle(len(items))
+            dropped += 1
+            total -= sizes.popleft()
+        self.dropped += dropped
+        self._total = total
 
     def wake(self) -> None:
         """Wake the threads waiting in :meth:`get` (``put`` does not: see the class notes)."""
@@ -345,7 +338,10 @@ class CallbackThread:
         # Appended to by the transport thread only (events without the lock: deque.append is
         # atomic), taken from by the callback thread under the lock.
         self._items: deque[Event | _Lifecycle] = deque()
-        self._budget = _Budget(max_items, max_bytes)
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._sizes: deque[int] = deque()  # as in EventBuffer
+        self._total = 0
         # Guards taking from _items against dropping from its middle. Only the transport and
         # callback threads ever take it: never a thread inside a public method of the client.
         self._lock = threading.Lock()
@@ -389,18 +385,19 @@ class CallbackThread:
         if not self._registry.has_event_handlers:
             return
         size: int = getattr(event, "_nbytes", 0)
-        budget = self._budget
-        if budget.over(size):
+        sizes = self._sizes
+        if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
             with self._lock:
                 self._make_room(size)
         self._items.append(event)
-        budget.add(size)
+        sizes.append(size)
+        self._total += size
 
     def submit_lifecycle(self, kind: str, value: object) -> None:
         """Queue a lifecycle notice (``"connect"``, ``"disconnect"``, ``"error"``) and wake."""
         with self._lock:  # the sizes must stay in step with the items: no drop meanwhile
             self._items.append(_Lifecycle(kind, value))
-            self._budget.add(0)
+            self._sizes.append(0)
         self._wakeup.wake_all()
 
     def wake(self) -> None:
@@ -409,21 +406,25 @@ class CallbackThread:
             self._wakeup.wake_all()
 
     def _make_room(self, size: int) -> None:
-        # Under the lock: the callback thread cannot take from the queue meanwhile.
+        # Under the lock: the callback thread cannot take from the queue meanwhile, so the
+        # sizes line up with the items exactly once the taken ones are forgotten.
         items = self._items
-        budget = self._budget
-        budget.settle(len(items))
-        while budget.full(len(items), size):
+        sizes = self._sizes
+        total = self._total
+        for _ in range(len(sizes) - len(items)):
+            total -= sizes.popleft()
+        while len(items) >= self._max_items or (items and total + size > self._max_bytes):
             # Lifecycle notices are few and must not be lost: drop the oldest event instead.
             for index, item in enumerate(items):
                 if not isinstance(item, _Lifecycle):
                     del items[index]
-                    budget.total -= budget.sizes[index]
-                    del budget.sizes[index]
+                    total -= sizes[index]
+                    del sizes[index]
                     self.dropped += 1
                     break
             else:
-                return
+                break
+        self._total = total
 
     def stop(self, deadline: Deadline) -> bool:
         """Let the thread run what is queued until ``deadline``, then end it.
@@ -462,17 +463,29 @@ class CallbackThread:
                 else:
                     wakeup.sleep(token, None)
                     continue
+            # A batch per lock: the transport thread only takes the lock to drop events.
+            with lock:
+                batch = [items.popleft() for _ in range(min(len(items), 64))]
+            if not batch and self._stopping:
+                return
+            for item in batch:
+                if self._abandon:
+                    break
+                if isinstance(item, _Lifecycle):
+                    self._call_all(registry.for_lifecycle(item.kind), item.value, item.kind)
+                    continue
+                # The registry's cache, read inline: this runs for every event.
+                by_name = registry._cache.get(type(item))
+                handlers = by_name.get(item.name) if by_name is not None else None
+                if handlers is None:
+                    handlers = registry.for_event(item)
+                for handler in handlers:
+                    try:
+                        handler(item)
+                    except (Exception, SystemExit) as exc:
+                        self._handler_failed(handler, exc, item.name)
             if self._abandon:
                 break
-            with lock:
-                item = items.popleft() if items else None
-            if item is None:
-                if self._stopping:
-                    return
-            elif isinstance(item, _Lifecycle):
-                self._call_all(registry.for_lifecycle(item.kind), item.value, item.kind)
-            else:
-                self._call_all(registry.for_event(item), item, item.name)
         if items:
             log.warning("close: %d queued callback items discarded", len(items))
             items.clear()
