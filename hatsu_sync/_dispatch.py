@@ -162,7 +162,7 @@ class EventBuffer:
                 if timeout is not None and timeout <= 0:
                     raise TimeoutError("no event is waiting")
                 raise TimeoutError(f"no event arrived within {timeout} s")
-            wakeup.sleep(token, remaining)
+            wakeup.wait(token, remaining)
 
     def close(self) -> None:
         """Wake every waiter; buffered events are still handed out, then BufferClosed."""
@@ -461,7 +461,7 @@ class CallbackThread:
                 if items or self._stopping:
                     wakeup.cancel(token)
                 else:
-                    wakeup.sleep(token, None)
+                    wakeup.wait(token, None)
                     continue
             # A batch per lock: the transport thread only takes the lock to drop events.
             with lock:

@@ -98,7 +98,7 @@ _LONGEST = threading.TIMEOUT_MAX
 
 
 class Wakeup:
-    """Threads sleep in :meth:`sleep` until :meth:`wake_all` (safe from a signal handler)."""
+    """Threads wait in :meth:`wait` until :meth:`wake_all` (safe from a signal handler)."""
 
     __slots__ = ("_sleepers",)
 
@@ -106,13 +106,13 @@ class Wakeup:
         self._sleepers: deque[Any] = deque()
 
     def enlist(self) -> Any:
-        """A token to :meth:`sleep` on; take it *before* checking what is waited for."""
+        """A token to :meth:`wait` on; take it *before* checking what is waited for."""
         token = _allocate_lock()
         token.acquire()
         self._sleepers.append(token)
         return token
 
-    def sleep(self, token: Any, timeout: float | None) -> None:
+    def wait(self, token: Any, timeout: float | None) -> None:
         """Block until woken or ``timeout`` (None: no limit), then forget ``token``."""
         try:
             token.acquire(True, -1 if timeout is None else min(timeout, _LONGEST))
@@ -168,5 +168,5 @@ class Latch:
             if self.is_set():  # set between the loop's test and the enlisting
                 self._wakeup.cancel(token)
                 break
-            self._wakeup.sleep(token, remaining)
+            self._wakeup.wait(token, remaining)
         return True
