@@ -144,25 +144,38 @@ class EventBuffer:
             pass
         if not self.started and not self._closed:
             raise NotStarted
-        deadline = Deadline(None if timeout is None else max(0.0, timeout))
+        if timeout is not None and timeout <= 0:
+            if self._closed:
+                return self._last(items)
+            raise TimeoutError("no event is waiting")
+        deadline = Deadline(timeout)
         wakeup = self._wakeup
         while True:
             # Listed before looking: a put or close from now on wakes this thread.
             token = wakeup.enlist()
             try:
-                return items.popleft()
+                event = items.popleft()
             except IndexError:
                 pass
+            else:
+                wakeup.cancel(token)
+                return event
             if self._closed:
                 wakeup.cancel(token)
-                raise BufferClosed
+                return self._last(items)
             remaining = deadline.remaining()
             if remaining == 0.0:
                 wakeup.cancel(token)
-                if timeout is not None and timeout <= 0:
-                    raise TimeoutError("no event is waiting")
                 raise TimeoutError(f"no event arrived within {timeout} s")
             wakeup.wait(token, remaining)
+
+    @staticmethod
+    def _last(items: deque[Event]) -> Event:
+        # Closed: the transport has stopped adding, but may have added one since the last look.
+        try:
+            return items.popleft()
+        except IndexError:
+            raise BufferClosed from None
 
     def close(self) -> None:
         """Wake every waiter; buffered events are still handed out, then BufferClosed."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hatsu_sync import Event, PresenceUpdate
-from hatsu_sync._dispatch import CallbackThread, EventBuffer, Registry
+from hatsu_sync._dispatch import BufferClosed, CallbackThread, EventBuffer, Registry
 from hatsu_sync._state import Deadline, Latch
 
 from .conftest import T, eventually
@@ -135,3 +135,27 @@ def test_latch_wakes_waiters_and_times_out(timeout: float | None) -> None:
     waiter.join(T)
     assert results == [True]
     assert latch.wait(0) is True
+
+
+def test_buffer_get_leaves_no_waiter_behind() -> None:
+    """Polling enlists nothing, and a woken or timed-out get() takes its waiter off the list."""
+    buffer = EventBuffer(max_items=10, max_bytes=1000)
+    buffer.started = True
+    with pytest.raises(TimeoutError, match="no event is waiting"):
+        buffer.get(0)
+    with pytest.raises(TimeoutError, match="within"):
+        buffer.get(0.01)
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(buffer.get(T).data))
+    reader.start()
+    eventually(lambda: buffer._wakeup, what="the reader to wait")
+    buffer.put(Event("N", 1))
+    buffer.wake()
+    reader.join(T)
+    assert got == [1]
+    assert not buffer._wakeup
+    buffer.put(Event("N", 2))
+    buffer.close()
+    assert buffer.get(0).data == 2  # buffered events still come first once closed
+    with pytest.raises(BufferClosed):
+        buffer.get(0)
