@@ -7,13 +7,15 @@ the process edges (fork, exit, garbage collection, duplicate clients) in ``_proc
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Collection, Iterator
 from typing import Any, Callable, NoReturn, TypeVar, Union, overload
 
 from . import _process
 from ._core import Core, on_main_thread
-from ._dispatch import BufferClosed, NotStarted, check_key
+from ._dispatch import BufferClosed, NotStarted
+from ._registry import check_key
 from ._options import check_number, make_settings, presence_payload
 from ._redact import register
 from ._state import Deadline, State, Stats
@@ -93,7 +95,7 @@ class Client:
         max_message_size: int = 16 * 2**20,
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         fatal_close_codes: Collection[int] = DEFAULT_FATAL_CLOSE_CODES,
-        ssl_context: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
         proxy: str | None = None,
         retry_first_connect: bool = False,
     ) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from hatsu_sync import Event, PresenceUpdate
-from hatsu_sync._dispatch import BufferClosed, CallbackThread, EventBuffer, Registry
+from hatsu_sync._dispatch import BufferClosed, CallbackThread, EventBuffer
+from hatsu_sync._registry import Registry
 from hatsu_sync._state import Deadline, Latch
 
 from .conftest import T, eventually
