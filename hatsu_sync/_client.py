@@ -15,9 +15,9 @@ from typing import Any, Callable, NoReturn, TypeVar, Union, overload
 from . import _process
 from ._core import Core, on_main_thread
 from ._dispatch import BufferClosed, NotStarted
-from ._registry import check_key
 from ._options import check_number, make_settings, presence_payload
 from ._redact import register
+from ._registry import check_key
 from ._state import Deadline, State, Stats
 from ._transport import Supervisor
 from .exceptions import ClientClosed, ConnectError, GatewayClosed
