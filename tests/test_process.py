@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals a
 # Imported by every child script: the gateway's URL comes as the first argument.
 PRELUDE = f"""
 import gc, os, sys, threading, time, warnings
-from hatsu_sync import Client, ClientClosed, ConnectError, GatewayClosed
+from hatsu_sync import Client, ClientClosed, ConnectError, GatewayClosed, HatsuError
 URL = sys.argv[1]
 SESSION = {SESSION!r}
 def new_client(**kwargs):
@@ -114,6 +114,19 @@ stopping = []
 def on_usr1(signum, frame):
     client = current[0]
     if client is not None:
+        # Every other public method first: none may wait for the interrupted frame either.
+        repr(client), client.stats, client.state, client.closed
+        client.on("SIGNALLED", print)
+        client.off("SIGNALLED")
+        for call in (
+            lambda: client.get_event(timeout=0),
+            lambda: client.send({"t": "FROM_HANDLER"}),
+            lambda: client.wait(0),
+        ):
+            try:
+                call()
+            except (TimeoutError, RuntimeError, HatsuError):
+                pass
         client.close(timeout=2)
     os.write(1, b"closed\\n")
 
@@ -179,7 +192,8 @@ SIGNAL_MODES = ("block", "timeout", "poll", "events", "iter", "wait", "send", "c
 
 
 def test_close_from_a_signal_handler_never_deadlocks(streaming: LocalGateway) -> None:
-    """close() in a signal handler returns whatever public call the main thread is inside."""
+    """Every public method, close() last, returns from a signal handler that interrupted any
+    public call of the main thread, and the main thread goes on."""
     per_child = 20
     procs = {mode: child(SIGNAL_CHILD, streaming.ws_url, mode) for mode in SIGNAL_MODES}
     failures: list[str] = []
@@ -213,6 +227,8 @@ def test_close_from_a_signal_handler_never_deadlocks(streaming: LocalGateway) ->
         assert proc.returncode == 0, f"{mode}: exit {proc.returncode}\n{err}"
         assert "Traceback" not in err, f"{mode}:\n{err}"
         assert "rounds" in out, mode
+    # The handlers' own send() calls reached the gateway (deferred ones included).
+    assert {"t": "FROM_HANDLER"} in streaming.received
 
 
 # -- fork ------------------------------------------------------------------------------------
