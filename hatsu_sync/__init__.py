@@ -46,7 +46,7 @@ from .models import (
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_FATAL_CLOSE_CODES",
