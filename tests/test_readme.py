@@ -281,8 +281,11 @@ def test_console_commands_parse() -> None:
     """Every hatsu-sync command line in the README is accepted by the real parser."""
     commands = hatsu_sync_commands()
     assert {c[0] for c in commands} == {"demo", "listen", "gateway"}
+    parser = _parser()
+    if isinstance(parser, tuple):  # (the parser, its subparsers by command)
+        parser = parser[0]
     for words in commands:
-        _parser().parse_args(words)
+        parser.parse_args(words)
 
 
 def test_demo_output_is_what_the_readme_shows(capsys: pytest.CaptureFixture[str]) -> None:
