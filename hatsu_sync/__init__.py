@@ -2,7 +2,7 @@
 
 Pull events with :meth:`Client.get_event` (or iterate over the client), or register callbacks
 with :meth:`Client.on`. The websocket, keepalive pings, reconnects and zlib decoding run in
-background threads; see README.rst for the guide.
+background threads; the guide is docs/guide.rst.
 """
 
 import logging
