@@ -62,12 +62,16 @@ class BoundedSocket:
         self._budget = budget
         self._line_limit = line_limit
         self._line = 0  # bytes of the current line so far
+        # Set once: websocket-client reads headers a byte at a time, and settimeout costs a
+        # system call. Each read checks the deadline; one blocked past it is ended by the
+        # caller's timer, which shuts the socket down at the deadline.
+        self._arm()
+        sock.settimeout(deadline.remaining())
 
     def _arm(self) -> None:
         remaining = self._deadline.remaining()
         if remaining is not None and remaining <= 0:
             raise socket.timeout("the connection attempt ran out of time")
-        self._sock.settimeout(remaining)
 
     def recv(self, size: int) -> bytes:
         """Read at most ``size`` bytes within the budget and the deadline.
