@@ -50,7 +50,9 @@ class Timer:
     """A heap of deadlines served by one lazily started daemon thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards everything below
+        # Guards everything below. Re-entrant: a signal handler that closes a client may run
+        # on a thread that is inside call_at() or cancel() at that moment.
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._heap: list[Handle] = []
         self._live = 0  # entries not cancelled

@@ -43,7 +43,7 @@ class Supervisor:
         self._settings = settings
         self._listener = listener
         self._stop = threading.Event()  # set by stop(): no new attempt, ends a backoff wait
-        self._lock = threading.Lock()  # guards _conn
+        self._lock = threading.RLock()  # guards _conn; re-entrant for signal handlers
         self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="hatsu-sync-transport", daemon=True)
         self._first_done = threading.Event()

@@ -306,8 +306,9 @@ class Connection:
         # A write that cannot finish within this drops the connection: the same patience as
         # for a pong, or the connect timeout when pongs are not waited for.
         self._write_timeout = write_timeout or settings.ping_timeout or 10.0
-        # Guards _ws, _sock, _closing, _aborted, _opened and _timers.
-        self._lock = threading.Lock()
+        # Guards _ws, _sock, _closing, _aborted, _opened and _timers. Re-entrant: close() may
+        # come from a signal handler that interrupted a close() or abort() of the same thread.
+        self._lock = threading.RLock()
         # Serialises whole frames on the socket; held by a write for at most its deadline.
         self._write_lock = threading.Lock()
         self._ws: websocket.WebSocket | None = None
@@ -581,6 +582,8 @@ class Connection:
         settings = self._settings
         sent = time.monotonic()
         assert settings.ping_interval
+        if self._ended:
+            return
         self._schedule("ping", sent + settings.ping_interval, self._ping)
         if settings.ping_timeout is not None:
             self._schedule("pong", sent + settings.ping_timeout, partial(self._pong_due, sent))
@@ -598,7 +601,7 @@ class Connection:
     def _pong_due(self, sent: float) -> None:
         # Any frame counts as a sign of life: under a heavy stream the pong can wait
         # behind buffered data frames, and those prove the gateway is there.
-        if self._last_rx >= sent:
+        if self._last_rx >= sent or self._ended:
             return
         timeout = self._settings.ping_timeout
         log.warning("no answer to a ping within %s s: dropping the connection", timeout)
