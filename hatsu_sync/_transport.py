@@ -20,7 +20,6 @@ deadline and with bounded response headers; websocket-client only speaks the HTT
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -30,7 +29,6 @@ import ssl
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -49,12 +47,12 @@ from ._handshake import (
     wrap_tls,
 )
 from ._netconfig import proxy_auth, proxy_for, shown_proxy, tls_context
-from ._redact import redact, redact_url, redact_urls
+from ._redact import redact_url
+from ._settings import Settings
 from ._state import Deadline, Disconnected, State
 from .exceptions import (
     ConnectError,
     DecodeError,
-    DiscoveryError,
     HatsuError,
 )
 from .models import Event
@@ -105,87 +103,6 @@ def _skip(recv: Callable[[int], bytes], buf: bytes, start: int, length: int) -> 
     while remaining > 0:  # recv(n) returns at most n bytes: nothing past the frame is read
         remaining -= len(recv(min(remaining, _RECV_SIZE)))
     return b"", 0
-
-
-@dataclass(frozen=True, repr=False)
-class Settings:
-    """Everything a connection attempt needs; built once by the Client."""
-
-    session_id: str
-    gateway: str
-    url: str | None
-    encoding: str
-    ping_interval: float | None
-    ping_timeout: float | None
-    reconnect: bool
-    max_retries: int | None
-    backoff_base: float
-    backoff_max: float
-    max_message_size: int
-    fatal_close_codes: frozenset[int]
-    ssl_context: ssl.SSLContext | None
-    proxy: str | None
-    retry_first_connect: bool = field(default=False)
-    """Retry the first connection under the backoff policy, within connect()'s timeout."""
-
-    def __repr__(self) -> str:
-        # No session id, and no password of the gateway, url or proxy URL.
-        shown = ", ".join(
-            f"{name}={redact_url(value)!r}" if isinstance(value, str) else f"{name}={value!r}"
-            for name, value in vars(self).items()
-            if name != "session_id"
-        )
-        return f"Settings({shown})"
-
-    @property
-    def healthy_after(self) -> float:
-        """Seconds a connection must stay up (having delivered an event) for the attempt
-        count to reset: one ping interval, or 15 s without client pings."""
-        return self.ping_interval if self.ping_interval else 15.0
-
-    def identify(self) -> str:
-        """The identify message: always plain JSON text, in zlib mode too."""
-        return json.dumps({"session_id": self.session_id, "encoding": self.encoding})
-
-    def scrub(self, text: str) -> str:
-        """``text`` without the session id (a gateway may echo it in a close reason) and
-        without URL passwords."""
-        return redact_urls(redact(text, self.session_id))
-
-    def scrub_error(self, error: HatsuError) -> HatsuError:
-        """``error``, or a copy without the session id if it or its chain quotes it.
-
-        A hostile gateway that knows the session id from an earlier identify may echo it in a
-        discovery answer or a handshake response, which the errors quote. The copy has no
-        ``__cause__``: a traceback of the original chain would show the secret again.
-        """
-        if not _chain_shows(error, self.scrub):
-            return error
-        message = self.scrub(str(error))
-        if isinstance(error, DiscoveryError):
-            return DiscoveryError(
-                message,
-                url=self.scrub(error.url),
-                status=error.status,
-                excerpt=self.scrub(error.excerpt),
-            )
-        return type(error)(message)
-
-
-def _chain_shows(error: BaseException, scrub: Callable[[str], str]) -> bool:
-    """True if ``scrub`` would change the text of ``error`` or of anything it chains to."""
-    pending: list[BaseException | None] = [error]
-    seen: set[int] = set()
-    while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        text = str(exc)
-        if scrub(text) != text or any(scrub(shown) != shown for shown in map(repr, exc.args)):
-            return True
-        pending += [exc.__cause__, exc.__context__]
-    return False
 
 
 class Listener(Protocol):
@@ -517,7 +434,7 @@ class Connection:
         ``timeout``, if shorter); the reader ends when the gateway answers. A close frame that
         cannot be sent aborts the connection instead. Mid-handshake, aborts."""
         with self._lock:
-            if self._closing or self._aborted or self._sock is None:
+            if self._closing or self._aborted:
                 return
             opened = self._opened
             if opened:
@@ -525,7 +442,9 @@ class Connection:
         if not opened:  # mid-handshake there is no closing handshake to wait for
             self.abort()
             return
-        payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
+        # At most 123 bytes of reason (a control frame carries 125), cut between characters.
+        shown = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+        payload = code.to_bytes(2, "big") + shown
         try:
             self._write(frame(_CLOSE, payload), timeout)
         except ConnectError as exc:
