@@ -19,11 +19,8 @@ deadline and with bounded response headers; websocket-client only speaks the HTT
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import random
-import select
 import socket
 import ssl
 import threading
@@ -50,6 +47,7 @@ from ._netconfig import proxy_auth, proxy_for, shown_proxy, tls_context
 from ._redact import redact_url
 from ._settings import Settings
 from ._state import Deadline, Disconnected, State
+from ._wire import CLOSE, PING, PONG, TEXT, frame, shut, writable
 from .exceptions import (
     ConnectError,
     DecodeError,
@@ -64,7 +62,6 @@ __all__ = [
     "Settings",
     "Supervisor",
     "backoff_delay",
-    "frame",
 ]
 
 log = logging.getLogger("hatsu_sync")
@@ -151,19 +148,6 @@ def _close_args(data: bytes) -> tuple[int | None, str]:
     return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
 
 
-def frame(opcode: int, payload: bytes) -> bytes:
-    """One final client frame: ``opcode`` with ``payload``, masked with a fresh random key."""
-    length = len(payload)
-    if length < 126:
-        head = bytes((0x80 | opcode, 0x80 | length))
-    elif length < 1 << 16:
-        head = bytes((0x80 | opcode, 0x80 | 126)) + length.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 0x80 | 127)) + length.to_bytes(8, "big")
-    key = os.urandom(4)
-    return head + key + ABNF.mask(key, payload)
-
-
 class _WebSocket(websocket.WebSocket):
     """websocket-client's WebSocket, for its handshake; any frame it is asked to write goes
     through the connection's writer (its lock and deadline), never through its own ``send``."""
@@ -173,36 +157,13 @@ class _WebSocket(websocket.WebSocket):
         # A weak reference: the connection holds this object, which must not hold it back.
         self._write_ref = weakref.WeakMethod(write)
 
-    def send_frame(self, frame: ABNF) -> int:
+    def send_frame(self, frame: websocket.ABNF) -> int:
         write = self._write_ref()
         if write is None:
             raise websocket.WebSocketConnectionClosedException("the connection is gone")
         data = frame.data if isinstance(frame.data, bytes) else str(frame.data).encode("utf-8")
         write(frame.opcode, data)
         return len(data)
-
-
-def _writable(sock: socket.socket) -> bool:
-    """True if ``sock`` takes a small write at once (poll: works past fd 1024)."""
-    try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLOUT)
-            return any(events & select.POLLOUT for _, events in poller.poll(0))
-        return bool(select.select([], [sock], [], 0)[1])
-    except (OSError, ValueError):  # closed meanwhile
-        return False
-
-
-def _shut(sock: socket.socket | None) -> None:
-    """Shut ``sock`` down both ways at once, which wakes any thread blocked on it.
-
-    The plain socket's shutdown, also for a TLS socket: ``SSLSocket.shutdown`` would also drop
-    its TLS state under a thread that may be reading or writing it.
-    """
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already closed or never connected
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class Connection:
@@ -274,7 +235,7 @@ class Connection:
             self._ws = ws
         try:
             self._handshake(ws, host, port, proxy, context, deadline)
-            self._write(frame(_TEXT, settings.identify().encode("utf-8")), deadline.remaining())
+            self._write(frame(TEXT, settings.identify().encode("utf-8")), deadline.remaining())
             with self._lock:
                 self._opened = not self._aborted
                 if self._opened:
@@ -367,7 +328,7 @@ class Connection:
         """
         if self._closing or self._aborted or not self._opened:
             raise ConnectError(f"not connected to {self.shown_url}")
-        self._write(frame(_TEXT, text.encode("utf-8")))
+        self._write(frame(TEXT, text.encode("utf-8")))
 
     def send_pong(self, data: bytes) -> None:
         """Answer a ping with ``data`` (called by the reader).
@@ -375,7 +336,7 @@ class Connection:
         Raises:
             ConnectError: the write failed or missed its deadline.
         """
-        self._write(frame(_PONG, data))
+        self._write(frame(PONG, data))
 
     def _write_frame(self, opcode: int, data: bytes) -> None:
         self._write(frame(opcode, data))
@@ -446,7 +407,7 @@ class Connection:
         shown = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
         payload = code.to_bytes(2, "big") + shown
         try:
-            self._write(frame(_CLOSE, payload), timeout)
+            self._write(frame(CLOSE, payload), timeout)
         except ConnectError as exc:
             log.debug("sending the close frame failed: %s", exc)
             self.abort()
@@ -458,7 +419,7 @@ class Connection:
             self._aborted = True
             sock = self._sock
         if self._generation == _keepalive.generation():
-            _shut(sock)
+            shut(sock)
 
     def teardown(self) -> None:
         """Stop the keepalive and close the socket (on the transport thread)."""
@@ -478,7 +439,7 @@ class Connection:
             _keepalive.timer.unregister()
         if sock is None or self._generation != _keepalive.generation():
             return
-        _shut(sock)  # a write still in progress fails at once
+        shut(sock)  # a write still in progress fails at once
         got = self._write_lock.acquire(timeout=1.0)
         try:
             sock.close()
@@ -510,8 +471,8 @@ class Connection:
             return
         try:
             sock = self._sock
-            if sock is not None and not self._aborted and _writable(sock):
-                sock.sendall(frame(_PING, b""))
+            if sock is not None and not self._aborted and writable(sock):
+                sock.sendall(frame(PING, b""))
         except OSError as exc:
             log.debug("ping failed: %s", _describe(exc))  # the reader sees the same failure
         finally:
