@@ -47,9 +47,14 @@ Given a server-side ``ssl_context``, both endpoints speak TLS: ``https://`` disc
     ca.configure_trust(client_context)
     with LocalGateway(ssl_context=server_context) as gw:
 
+After ``os.fork()``, a child process that inherited a running gateway finds it inert: its URLs
+stay readable, every other method raises RuntimeError (it belongs to the parent process), and
+nothing the child does touches the parent's sockets.
+
 The package's modules: :mod:`._gateway` (the public class), :mod:`._core` (shared state),
 :mod:`._connection` (one websocket connection), :mod:`._listener` and :mod:`._discovery` (the
-two endpoints), :mod:`._faults` and :mod:`._observe` (faults on demand; counters and waits).
+two endpoints), :mod:`._faults` and :mod:`._observe` (faults on demand; counters and waits),
+:mod:`._drivers` (feeding JSON lines and recordings, for ``hatsu-sync gateway``).
 """
 
 from __future__ import annotations

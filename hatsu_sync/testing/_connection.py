@@ -411,6 +411,8 @@ class Connection:
         user.setdefault("session_ids", [self.session_id])
         ready = {"t": "READY", "s": self.session_id, "d": json.dumps(user), "i": None}
         self._queue_message_locked(json.dumps(ready).encode())
+        for data in self.gateway._replay:
+            self._queue_message_locked(data)
 
     def _timers_locked(self, now: float) -> None:
         if self.protocol.state is not State.OPEN:

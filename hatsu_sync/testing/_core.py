@@ -1,7 +1,7 @@
 """The state every part of the LocalGateway shares, and the internals its threads call.
 
 :class:`GatewayCore` holds the constructor, the registry of connections and what they
-recorded, and the discovery answer of the moment.
+recorded, the discovery answer of the moment, and the process-ownership rule after ``fork()``.
 The public surface is assembled in :mod:`._gateway` from this core and the mixins in
 :mod:`._observe` (counters and waits) and :mod:`._faults` (misbehaving on demand).
 """
@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Callable
 
@@ -21,12 +22,26 @@ from ._behaviour import DEFAULT_USER
 from ._connection import Connection
 from ._discovery import DiscoveryServer
 from ._listener import Listener
-from ._wire import gateway_numbers, logger
+from ._wire import close_quietly, gateway_numbers, logger
 
 __all__ = ["GatewayCore"]
 
 _GARBAGE_BODY = b"<html><body><h1>It works!</h1></body></html>\n"
 _ERROR_BODY = b"Internal Server Error"
+
+# Every gateway of this process, so that a forked child can mark them as its parent's.
+_gateways: weakref.WeakSet[GatewayCore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Runs in the child right after fork(), with no other thread alive: take no lock (a parent
+    # thread may have held one at the fork) and touch no socket, only flip a flag.
+    for gateway in list(_gateways):
+        gateway._inherited = True
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class GatewayCore:
@@ -112,11 +127,51 @@ class GatewayCore:
         self._received: list[Any] = []
         self._closes: list[tuple[int | None, str]] = []
 
+        # Messages every client gets right after its READY (set_replay); pre-encoded.
+        self._replay: tuple[bytes, ...] = ()
+        # The process that created the gateway; set_inherited() marks it in a forked child.
+        self._owner_pid = os.getpid()
+        self._inherited = False
+        _gateways.add(self)
+
+    # -- process ownership ---------------------------------------------------------------------
+
+    def _check_owner(self) -> None:
+        """Raise RuntimeError in a child process that inherited this gateway through fork()."""
+        if self._inherited:
+            raise RuntimeError(
+                f"this LocalGateway belongs to the parent process (pid {self._owner_pid}); "
+                "start a new LocalGateway in the child process"
+            )
+
+    def _release_inherited(self) -> None:
+        """In a forked child: close the child's copies of the gateway's descriptors.
+
+        Only close(), never shutdown() or a close frame: the parent holds the same sockets,
+        which stay open for it. No lock is taken: a parent thread may have held one at fork.
+        """
+        sockets: list[socket.socket | None] = []
+        listener, httpd = self._listener, self._httpd
+        if listener is not None:
+            sockets += [listener.sock, listener.wake_r, listener.wake_w]
+        if httpd is not None:
+            sockets.append(httpd.socket)
+            sockets += list(httpd.inherited_requests())
+        for conn in list(self._connections):
+            sockets += [conn.sock, conn.wake_r, conn.wake_w]
+        for sock in sockets:
+            close_quietly(sock)
+        self._listener = self._httpd = None
+        self._connections = []
+        self._clients = []
+
     # -- state read by the connection threads --------------------------------------------------
 
     @property
     def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
+        """True between :meth:`start` and :meth:`stop`; False in a forked child process."""
+        if self._inherited:
+            return False
         with self._lock:
             return self._state == "running" and not self._stopping
 
@@ -128,6 +183,7 @@ class GatewayCore:
     # -- internals -------------------------------------------------------------------------------
 
     def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        self._check_owner()
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate():

@@ -110,6 +110,11 @@ class DiscoveryServer(ThreadingHTTPServer):
         # Clients that hang up mid-answer (a huge body cut off) are expected here.
         logger.debug("gateway discovery: a request failed", exc_info=True)
 
+    def inherited_requests(self) -> list[Any]:
+        """The request sockets of the threads that ran at fork() (for a child to close its
+        copies); reads without the lock, which a parent thread may have held at the fork."""
+        return list(self._workers.values())
+
     def drop_workers(self, deadline: float) -> list[threading.Thread]:
         """Unblock and join every request thread by ``deadline``; return the survivors."""
         with self._workers_lock:

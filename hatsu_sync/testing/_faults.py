@@ -29,6 +29,7 @@ class FaultControls(GatewayCore):
             ValueError: ``code`` cannot be sent in a close frame (e.g. 1005, 1006) or
                 ``reason`` is longer than 123 bytes.
         """
+        self._check_owner()
         if code not in SENDABLE_CLOSE_CODES:
             raise ValueError(f"close code {code!r} cannot be sent in a close frame")
         if len(reason.encode()) > 123:
@@ -49,6 +50,7 @@ class FaultControls(GatewayCore):
         Returns:
             The number of connections dropped.
         """
+        self._check_owner()
         with self._cond:
             targets = list(self._connections)
             self._clients.clear()
@@ -65,6 +67,7 @@ class FaultControls(GatewayCore):
         processed on :meth:`resume`. :meth:`send` and the other explicit actions still work.
         Returns once no connection thread can answer anything any more.
         """
+        self._check_owner()
         with self._cond:
             self._silent = True
             targets = list(self._connections)
@@ -78,6 +81,7 @@ class FaultControls(GatewayCore):
     def resume(self) -> None:
         """Undo :meth:`go_silent`: read again, answer pings, and restart the gateway's own ping
         schedule (the next ping comes one ``ping_interval`` from now)."""
+        self._check_owner()
         with self._cond:
             self._silent = False
             targets = list(self._connections)
@@ -99,6 +103,7 @@ class FaultControls(GatewayCore):
         Raises:
             ValueError: an unknown mode, or ``times`` below 1.
         """
+        self._check_owner()
         if mode not in DISCOVERY_MODES:
             raise ValueError(f"unknown discovery mode {mode!r}; expected one of {DISCOVERY_MODES}")
         if times is not None and times < 1:
@@ -122,6 +127,7 @@ class FaultControls(GatewayCore):
         Raises:
             ValueError: ``status`` is not a 3-digit HTTP status.
         """
+        self._check_owner()
         if not 100 <= status <= 599:
             raise ValueError(f"not an HTTP status: {status!r}")
         data = body.encode() if isinstance(body, str) else bytes(body)
@@ -139,6 +145,7 @@ class FaultControls(GatewayCore):
             RuntimeError: the gateway is not running.
             OSError: the new port could not be bound.
         """
+        self._check_owner()
         with self._lifecycle_lock:
             if not self.running:
                 raise RuntimeError("the LocalGateway is not running")

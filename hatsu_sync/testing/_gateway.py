@@ -47,6 +47,13 @@ class LocalGateway(FaultControls, Observations):
     Use it as a context manager (or call :meth:`start` and :meth:`stop`). Every method is
     thread-safe and every wait has a timeout.
 
+    After ``os.fork()`` the child process's copy is inert: :attr:`http_url`, :attr:`ws_url`
+    and the ports stay readable (a child may connect its own Client to the parent's gateway),
+    :attr:`running` is False, :meth:`stop` only closes the child's copies of the descriptors
+    (no shutdown, no close frame: the parent's connections are untouched), and every other
+    method raises RuntimeError saying the gateway belongs to the parent process. The parent's
+    gateway goes on undisturbed.
+
     Raises:
         TypeError: ``session_ids`` is a single string rather than a collection.
         ValueError: a negative delay or a non-positive interval, timeout or size, or an
@@ -65,6 +72,7 @@ class LocalGateway(FaultControls, Observations):
             RuntimeError: the gateway was stopped (it cannot be started again).
             OSError: a port could not be bound.
         """
+        self._check_owner()
         with self._lifecycle_lock:
             if self._state == "running":
                 return self
@@ -101,7 +109,13 @@ class LocalGateway(FaultControls, Observations):
         Idempotent; returns within about ``timeout`` even while silent or while a discovery
         request hangs. Open connections get a 1001 "going away" close frame (none while silent);
         hanging discovery requests are closed unanswered.
+
+        In a child process that inherited the gateway through ``fork()``, only closes the
+        child's copies of its descriptors (the parent's gateway goes on undisturbed).
         """
+        if self._inherited:
+            self._release_inherited()
+            return
         with self._lifecycle_lock:
             if self._state != "running":
                 return
@@ -142,6 +156,8 @@ class LocalGateway(FaultControls, Observations):
         self.stop()
 
     def __repr__(self) -> str:
+        if self._inherited:
+            return f"<LocalGateway of process {self._owner_pid}, inert in this child process>"
         with self._lock:
             state, clients = self._state, len(self._clients)
             http_port, ws_port = self._http_port, self._ws_port
@@ -164,8 +180,7 @@ class LocalGateway(FaultControls, Observations):
         Raises:
             RuntimeError: the gateway was never started.
         """
-        with self._lock:
-            port = self._http_port
+        port = self._http_port  # one read: no lock, which also keeps it usable after fork
         if port is None:
             raise RuntimeError("the LocalGateway is not started")
         scheme = "https" if self.ssl_context is not None else "http"
@@ -179,8 +194,7 @@ class LocalGateway(FaultControls, Observations):
         Raises:
             RuntimeError: the gateway was never started.
         """
-        with self._lock:
-            port = self._ws_port
+        port = self._ws_port  # one read: no lock, which also keeps it usable after fork
         if port is None:
             raise RuntimeError("the LocalGateway is not started")
         scheme = "wss" if self.ssl_context is not None else "ws"
@@ -210,6 +224,7 @@ class LocalGateway(FaultControls, Observations):
         Raises:
             TypeError: ``payload`` is not JSON-serialisable.
         """
+        self._check_owner()
         return self.send_many([payload])
 
     def send_many(self, payloads: Iterable[Any]) -> int:
@@ -223,6 +238,7 @@ class LocalGateway(FaultControls, Observations):
         Raises:
             TypeError: a payload is not JSON-serialisable (nothing is sent then).
         """
+        self._check_owner()
         items = [json.dumps(payload).encode() for payload in payloads]
         return self._broadcast(MESSAGE, items)
 
@@ -236,11 +252,26 @@ class LocalGateway(FaultControls, Observations):
         Raises:
             TypeError: ``data`` is neither str nor bytes.
         """
+        self._check_owner()
         if isinstance(data, str):
             return self._broadcast(RAW_TEXT, [data.encode()])
         if isinstance(data, (bytes, bytearray, memoryview)):
             return self._broadcast(RAW_BINARY, [bytes(data)])
         raise TypeError(f"send_raw() takes str or bytes, not {type(data).__name__}")
+
+    def set_replay(self, payloads: Iterable[Any] | None) -> None:
+        """Give every client that identifies from now on these messages, in order, right after
+        its READY (and to that client only): a recording to play back, as ``hatsu-sync gateway
+        --replay`` does. Clients already connected get nothing. None or an empty iterable ends
+        the replay.
+
+        Raises:
+            TypeError: a payload is not JSON-serialisable (the replay is not changed then).
+        """
+        self._check_owner()
+        encoded = tuple(json.dumps(payload).encode() for payload in payloads or ())
+        # One tuple, swapped whole: a connection reads it once, under its own lock.
+        self._replay = encoded
 
     def _broadcast(self, kind: int, items: Sequence[bytes]) -> int:
         with self._lock:

@@ -17,24 +17,28 @@ class Observations(GatewayCore):
     @property
     def clients(self) -> int:
         """The number of identified clients connected now."""
+        self._check_owner()
         with self._lock:
             return len(self._clients)
 
     @property
     def connections(self) -> int:
         """The number of TCP connections accepted on the websocket port(s) so far."""
+        self._check_owner()
         with self._lock:
             return self._connection_count
 
     @property
     def discovery_requests(self) -> int:
         """The number of discovery requests (``GET /available`` or ``/port``) received so far."""
+        self._check_owner()
         with self._lock:
             return self._discovery_requests
 
     @property
     def identifies(self) -> list[dict[str, Any]]:
         """Every identify payload received (JSON objects, rejected ones too), in order; a copy."""
+        self._check_owner()
         with self._lock:
             return list(self._identifies)
 
@@ -44,6 +48,7 @@ class Observations(GatewayCore):
 
         Each is the decoded JSON value, or the raw bytes when it was not JSON.
         """
+        self._check_owner()
         with self._lock:
             return list(self._received)
 
@@ -51,6 +56,7 @@ class Observations(GatewayCore):
     def closes(self) -> list[tuple[int | None, str]]:
         """For every identified connection that ended, in order: ``(code, reason)`` of the
         close frame the client sent (or echoed), ``(None, "")`` when none came; a copy."""
+        self._check_owner()
         with self._lock:
             return list(self._closes)
 
@@ -61,7 +67,7 @@ class Observations(GatewayCore):
 
         Raises:
             TimeoutError: not reached within ``timeout`` seconds.
-            RuntimeError: the gateway stopped meanwhile.
+            RuntimeError: the gateway stopped meanwhile, or belongs to the parent process.
         """
         self._wait(lambda: len(self._clients) >= n, timeout, f"{n} identified client(s)")
 
@@ -70,7 +76,7 @@ class Observations(GatewayCore):
 
         Raises:
             TimeoutError: not reached within ``timeout`` seconds.
-            RuntimeError: the gateway stopped meanwhile.
+            RuntimeError: the gateway stopped meanwhile, or belongs to the parent process.
         """
         self._wait(lambda: len(self._identifies) >= n, timeout, f"{n} identify payload(s)")
 
@@ -79,7 +85,7 @@ class Observations(GatewayCore):
 
         Raises:
             TimeoutError: not reached within ``timeout`` seconds.
-            RuntimeError: the gateway stopped meanwhile.
+            RuntimeError: the gateway stopped meanwhile, or belongs to the parent process.
         """
         self._wait(lambda: self._connection_count >= n, timeout, f"{n} connection(s)")
 
@@ -88,7 +94,7 @@ class Observations(GatewayCore):
 
         Raises:
             TimeoutError: not reached within ``timeout`` seconds.
-            RuntimeError: the gateway stopped meanwhile.
+            RuntimeError: the gateway stopped meanwhile, or belongs to the parent process.
         """
         self._wait(lambda: len(self._received) >= n, timeout, f"{n} client message(s)")
 
@@ -98,7 +104,7 @@ class Observations(GatewayCore):
 
         Raises:
             TimeoutError: not reached within ``timeout`` seconds.
-            RuntimeError: the gateway stopped meanwhile.
+            RuntimeError: the gateway stopped meanwhile, or belongs to the parent process.
         """
         self._wait(lambda: len(self._closes) >= n, timeout, f"{n} ended connection(s)")
 
@@ -107,6 +113,6 @@ class Observations(GatewayCore):
 
         Raises:
             TimeoutError: not reached within ``timeout`` seconds.
-            RuntimeError: the gateway stopped meanwhile.
+            RuntimeError: the gateway stopped meanwhile, or belongs to the parent process.
         """
         self._wait(lambda: self._discovery_requests >= n, timeout, f"{n} discovery request(s)")
