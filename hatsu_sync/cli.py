@@ -230,7 +230,9 @@ def _run_gateway(args: argparse.Namespace) -> int:
     if args.replay is not None:
         name = args.replay
         with open(name, encoding="utf-8", errors="replace") as recording:
-            replay, skipped = read_recording(recording, lambda text: err.line(f"{name}: {text}"))
+            replay, skipped = read_recording(
+                recording, lambda text: err.line(f"hatsu-sync gateway: {name}: {text}")
+            )
         if not replay and skipped:
             raise ValueError(f"{name} holds no JSON object to replay")
 
