@@ -226,21 +226,27 @@ def test_a_context_without_host_name_checks_warns(
     assert any("does not check the host name" in r.getMessage() for r in caplog.records)
 
 
-def test_https_discovery_naming_plain_ws_warns(
-    gw: LocalGateway,
-    trusting: ssl.SSLContext,
-    clients: Callable[..., Client],
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("form", ["url-object", "json-string", "plain-text", "http-url"])
+def test_https_discovery_naming_plain_ws_is_refused(
+    gw: LocalGateway, trusting: ssl.SSLContext, clients: Callable[..., Client], form: str
 ) -> None:
-    """An https:// discovery answer that names a plain ws:// URL is followed, with a warning
-    that the session id will travel unencrypted."""
+    """An https:// discovery answer that names a plain ws:// URL, in any form, fails connect()
+    with a DiscoveryError saying why, and no websocket connection is made."""
     with LocalGateway() as plain:
-        gw.set_discovery_answer(200, json.dumps({"url": plain.ws_url}))
+        bodies = {
+            "url-object": json.dumps({"url": plain.ws_url}),
+            "json-string": json.dumps(plain.ws_url),
+            "plain-text": plain.ws_url,
+            "http-url": plain.ws_url.replace("ws://", "http://"),
+        }
+        gw.set_discovery_answer(200, bodies[form])
         client = clients(gateway=gw.http_url, ssl_context=trusting)
-        with caplog.at_level(logging.WARNING, logger="hatsu_sync"):
+        with pytest.raises(DiscoveryError, match="session id unencrypted") as caught:
             client.connect(timeout=T)
-        assert client.get_event(timeout=T).name == "HELLO"
-        client.close()
-    assert any(
-        "unencrypted" in r.getMessage() and plain.ws_url in r.getMessage() for r in caplog.records
-    )
+        assert plain.ws_url in str(caught.value)
+        assert "url=" in str(caught.value)
+        assert plain.connections == 0
+        # Reaching the plain gateway on purpose still works.
+        direct = clients(url=plain.ws_url)
+        direct.connect(timeout=T)
+        assert direct.get_event(timeout=T).name == "HELLO"
