@@ -147,7 +147,7 @@ class BodyReader:
         self._left = 0  # bytes still due: of the chunk, or of Content-Length
         self._trailer = 0
         self._decoder, self._coding = _decoder(head)
-        self._raw_deflate_tried = False
+        self._deflate_start: bytearray | None = bytearray() if self._coding == "deflate" else None
         transfer = head.values("transfer-encoding")
         if transfer:
             if transfer != ["chunked"]:
@@ -244,17 +244,22 @@ class BodyReader:
             self._keep(data)
             return
         room = self._limit + 1 - len(self.body)  # >= 1: the body is not truncated yet
+        if self._deflate_start is not None:
+            # "deflate" means zlib-wrapped, but some servers send raw deflate: the first two
+            # bytes (the zlib header) tell, and are kept until they have come.
+            self._deflate_start += data
         try:
             out = self._decoder.decompress(data, room)
         except zlib.error as exc:
-            if self._coding == "deflate" and not self._raw_deflate_tried and not self.body:
-                # "deflate" means zlib-wrapped, but some servers send raw deflate.
-                self._raw_deflate_tried = True
+            start = self._deflate_start
+            if start is not None:
+                self._deflate_start = None
                 self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-                self._decoded(data)
+                self._decoded(bytes(start))
                 return
             raise ResponseError(f"the body does not decode as {self._coding} ({exc})") from None
-        self._raw_deflate_tried = True
+        if self._deflate_start is not None and len(self._deflate_start) >= 2:
+            self._deflate_start = None  # a valid zlib header
         # Output short of ``room`` means every input byte was consumed: nothing is left over.
         self._keep(out)
 
