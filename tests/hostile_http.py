@@ -32,7 +32,8 @@ class HostileServer:
 
     ``tls`` (a server-side context) wraps every accepted connection. ``client_gone`` is set as
     soon as a script sees the client close or reset its connection; ``sent`` counts the bytes
-    the scripts sent, ``requests`` keeps the request heads they read.
+    the scripts sent, ``connections`` the connections accepted, ``requests`` keeps the request
+    heads the scripts read.
     """
 
     def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
@@ -41,6 +42,7 @@ class HostileServer:
         self.stopping = threading.Event()
         self.client_gone = threading.Event()
         self.sent = 0
+        self.connections = 0
         self.requests: list[bytes] = []
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
@@ -88,6 +90,7 @@ class HostileServer:
             if self.stopping.is_set():
                 conn.close()
                 return
+            self.connections += 1
             thread = threading.Thread(target=self._serve, args=(conn,), name="test-hostile-conn")
             self._threads.append(thread)
             thread.start()
