@@ -129,52 +129,67 @@ def endless_header_line(conn: socket.socket, server: HostileServer) -> None:
 
 
 CHILD = """
-import json, resource, sys, time
-from hatsu_sync import DiscoveryError
+import json, resource, sys, threading, time
+from hatsu_sync import Client, DiscoveryError
 from hatsu_sync._discovery import discover
 
 def peak_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
+url, timeout, how = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 before = peak_kib()
 started = time.monotonic()
 try:
-    discover(sys.argv[1], timeout=float(sys.argv[2]))
+    if how == "discover":
+        discover(url, timeout=timeout)
+    else:
+        Client("session", gateway=url, reconnect=False).connect(timeout=timeout)
     outcome = "no error"
 except DiscoveryError as exc:
     outcome = str(exc)
 print(json.dumps({"growth_kib": peak_kib() - before, "seconds": time.monotonic() - started,
-                  "outcome": outcome}))
+                  "outcome": outcome, "threads": threading.active_count()}))
 """
 
 
+def run_child(server: HostileServer, how: str) -> dict[str, Any]:
+    """Run discovery (``discover`` or ``connect``) against ``server`` in a child process; its
+    report: peak RSS growth, seconds, outcome and threads left."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, server.url(), str(4 * T), how],
+        capture_output=True,
+        text=True,
+        timeout=6 * T,
+        env=os.environ.copy(),
+        check=True,
+    )
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
 @pytest.mark.parametrize(
-    ("script", "problem"),
+    ("script", "problem", "how"),
     [
-        (huge_redirect, "HTTP 302"),
-        (redirect_bomb, "HTTP 302"),
-        (answer_bomb, "larger than 65536 bytes"),
-        (endless_head, "head is larger than 65536 bytes"),
-        (endless_header_line, "head is larger than 65536 bytes"),
+        (huge_redirect, "HTTP 302", "discover"),
+        (huge_redirect, "HTTP 302", "connect"),
+        (redirect_bomb, "HTTP 302", "discover"),
+        (answer_bomb, "larger than 65536 bytes", "discover"),
+        (answer_bomb, "larger than 65536 bytes", "connect"),
+        (endless_head, "head is larger than 65536 bytes", "discover"),
+        (endless_header_line, "head is larger than 65536 bytes", "discover"),
     ],
 )
-def test_a_huge_answer_costs_at_most_its_budget(script: Any, problem: str) -> None:
+def test_a_huge_answer_costs_at_most_its_budget(script: Any, problem: str, how: str) -> None:
     """A 302 with a 1 GiB body, a gzip body that inflates to 1 GiB (302 or 200), or a head
-    without end fails discovery promptly; the process (measured in a child) grows by no more
-    than a few MiB, and the server sees the connection go while it still had gigabytes to send."""
+    without end fails discover() or Client.connect() promptly; the process (measured in a
+    child) grows by no more than a few MiB, no thread is left, and the server sees the
+    connection go while it still had gigabytes to send."""
     with HostileServer(script) as server:
-        result = subprocess.run(
-            [sys.executable, "-c", CHILD, server.url(), str(4 * T)],
-            capture_output=True,
-            text=True,
-            timeout=6 * T,
-            env=os.environ.copy(),
-            check=True,
-        )
-        report = json.loads(result.stdout)
+        report = run_child(server, how)
         assert problem in report["outcome"]
         assert report["seconds"] < MARGIN
         assert report["growth_kib"] < 16 * 1024
+        assert report["threads"] == 1
         assert server.client_gone.wait(T)
         assert server.sent < 64 * 2**20
 
