@@ -174,7 +174,10 @@ def _split_gateway(gateway: str) -> SplitResult:
     bad = DiscoveryError(
         f"the gateway must be an http:// or https:// URL with a host, got {shown!r}", url=shown
     )
-    if not isinstance(gateway, str):
+    if not isinstance(gateway, str) or any(
+        c.isspace() or not c.isprintable() for c in gateway.strip()
+    ):
+        # Whitespace or control characters would end up in the request line or Host header.
         raise bad
     try:
         parts = urlsplit(gateway.strip())

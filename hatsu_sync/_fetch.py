@@ -23,13 +23,13 @@ from ._http import BodyReader, HeadReader, ResponseError
 from ._netconfig import (
     ProxyError,
     ascii_host,
+    describe,
     open_socket,
     proxy_auth,
     recv_by,
     send_by,
     shown_proxy,
 )
-from ._redact import redact_urls
 from ._state import Deadline
 
 __all__ = ["Answer", "FetchFailed", "get"]
@@ -92,7 +92,7 @@ def get(
         request = _request(url, proxy if forward else None)
     except ValueError as exc:
         raise FetchFailed(f"the gateway URL is unusable ({exc})") from exc
-    sock = _open(url, proxy, forward, context, timeout)
+    sock = _open(url, proxy, forward, context, deadline.remaining(), timeout)
     status: int | None = None
     body: BodyReader | None = None
 
@@ -125,37 +125,42 @@ def get(
     except ResponseError as exc:
         raise FetchFailed(f"the answer could not be read ({exc})", status, received()) from exc
     except OSError as exc:
-        raise FetchFailed(f"the connection failed ({_describe(exc)})", status, received()) from exc
+        raise FetchFailed(f"the connection failed ({describe(exc)})", status, received()) from exc
     finally:
         _close(sock)
     return Answer(status, bytes(body.body), body.truncated)
 
 
 def _open(
-    url: str, proxy: str | None, forward: bool, context: ssl.SSLContext | None, timeout: float
+    url: str,
+    proxy: str | None,
+    forward: bool,
+    context: ssl.SSLContext | None,
+    time_left: float | None,
+    timeout: float,
 ) -> socket.socket:
-    """The connection for the request: to the proxy itself (``forward``), or to the host of
-    ``url``, straight or tunnelled, TLS done."""
+    """The connection for the request, within ``time_left``: to the proxy itself
+    (``forward``), or to the host of ``url``, straight or tunnelled, TLS done."""
     try:
         if forward:
             assert proxy is not None
             try:
-                return open_socket(proxy, None, None, timeout)
+                return open_socket(proxy, None, None, time_left)
             except TimeoutError:
                 raise
             except OSError as exc:
                 raise ProxyError(
-                    f"could not connect to the proxy {shown_proxy(proxy)} ({_describe(exc)})"
+                    f"could not connect to the proxy {shown_proxy(proxy)} ({describe(exc)})"
                 ) from exc
-        return open_socket(url, proxy, context, timeout)
+        return open_socket(url, proxy, context, time_left)
     except TimeoutError as exc:
         raise FetchFailed(f"no answer within {timeout:g} s ({exc})") from exc
     except ProxyError as exc:
         raise FetchFailed(str(exc)) from exc
     except ssl.SSLError as exc:
-        raise FetchFailed(f"the TLS handshake failed ({_describe(exc)})") from exc
+        raise FetchFailed(f"the TLS handshake failed ({describe(exc)})") from exc
     except (OSError, ValueError) as exc:
-        raise FetchFailed(f"could not connect ({_describe(exc)})") from exc
+        raise FetchFailed(f"could not connect ({describe(exc)})") from exc
 
 
 def _request(url: str, proxy: str | None) -> bytes:
@@ -204,7 +209,3 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
     sock.close()
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {redact_urls(str(exc)) or 'no detail'}"[:300]

@@ -44,6 +44,7 @@ __all__ = [
     "ProxyAuth",
     "ProxyError",
     "ascii_host",
+    "describe",
     "open_direct",
     "open_socket",
     "proxy_auth",
@@ -196,7 +197,7 @@ def open_socket(
             sock = _connect(proxy_parts.hostname or "", proxy_parts.port or 80, deadline)
         except OSError as exc:
             raise ProxyError(
-                f"could not connect to the proxy {shown_proxy(proxy)} ({_describe(exc)})"
+                f"could not connect to the proxy {shown_proxy(proxy)} ({describe(exc)})"
             ) from exc
     try:
         if proxy is not None:
@@ -310,7 +311,7 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy: str, deadline: Dea
     except ProxyError:
         raise
     except OSError as exc:
-        raise ProxyError(f"the proxy {shown} failed ({_describe(exc)})") from exc
+        raise ProxyError(f"the proxy {shown} failed ({describe(exc)})") from exc
     head, rest = answer
     if not 200 <= head.status < 300:
         hint = " (it wants credentials)" if head.status == 407 else ""
@@ -340,7 +341,9 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """A short description of an exception for a message: its type and text, URL passwords
+    redacted."""
     return f"{type(exc).__name__}: {redact_urls(str(exc)) or 'no detail'}"[:300]
 
 

@@ -158,10 +158,21 @@ def test_excerpt_is_short_and_printable() -> None:
 
 
 @pytest.mark.parametrize(
-    "gateway", ["ws://gateway.example", "ftp://gateway.example", "gateway.example", "", "https://"]
+    "gateway",
+    [
+        "ws://gateway.example",
+        "ftp://gateway.example",
+        "gateway.example",
+        "",
+        "https://",
+        "http://gate way.example",
+        "http://gateway.example/x\x00y",
+        "http://gateway.example/\u2028",
+    ],
 )
 def test_gateway_must_be_http(gateway: str) -> None:
-    """A gateway base URL that is not http(s) with a host is refused before any request."""
+    """A gateway base URL that is not http(s) with a host, or that holds spaces or control
+    characters (they would reach the request line), is refused before any request."""
     with pytest.raises(DiscoveryError, match="must be an http"):
         discovery_url(gateway)
     with pytest.raises(DiscoveryError, match="must be an http"):
