@@ -167,7 +167,7 @@ def test_excerpt_is_short_and_printable() -> None:
         "https://",
         "http://gate way.example",
         "http://gateway.example/x\x00y",
-        "http://gateway.example/\u2028",
+        "http://gateway.example/\u2028x",
     ],
 )
 def test_gateway_must_be_http(gateway: str) -> None:
