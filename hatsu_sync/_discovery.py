@@ -1,6 +1,6 @@
 """Finding the gateway: ``GET {gateway}/available`` and every answer form it may give.
 
-The deployed server and its documentation disagree (see PROTOCOL.md, "Finding the gateway"), so
+The deployed server and its documentation disagree (docs/protocol.rst, "Finding the gateway"), so
 every form seen is accepted, whatever the Content-Type (the real server sent none):
 
 - a JSON object with an integer or numeric-string ``port`` (1-65535): the websocket lives on the

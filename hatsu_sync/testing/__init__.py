@@ -2,7 +2,7 @@
 
 :class:`LocalGateway` runs both endpoints of the deployed gateway in background threads: the
 discovery endpoint (``GET /available`` answers ``{"port": WS_PORT}``) and the websocket endpoint,
-which behaves like the deployed server (PROTOCOL.md): it waits for the identify, closes with
+which behaves like the deployed server (docs/protocol.rst): it waits for the identify, closes with
 4002 / 4004 / 4001 on a bad one, sends HELLO then READY (its ``d`` a JSON document encoded as a
 string), encodes in ``json`` (text frames) or ``zlib`` (one deflate stream per connection, full
 flushes, fragmented binary messages), answers HEARTBEAT with ACK, fans a client's PRESENCE out
