@@ -169,6 +169,17 @@ def _thread_kinds() -> Counter[str]:
     return Counter(re.sub(r"\d+", "N", t.name) for t in threading.enumerate())
 
 
+def _threads_settled(expected: int, within: float = 1.0) -> int:
+    """The OS threads of this process, once they are down to ``expected`` or after ``within``
+    seconds: a thread that ``join()`` saw end may still be leaving the kernel for a moment."""
+    deadline = time.monotonic() + within
+    while True:
+        threads = _status("Threads")
+        if threads <= expected or time.monotonic() >= deadline:
+            return threads
+        time.sleep(0.01)  # polling the kernel's count; there is nothing to wait on
+
+
 def _idle(seconds: float) -> dict[str, float]:
     before, switches_before = _cpu()
     start = time.monotonic()
@@ -250,7 +261,7 @@ def idle_clients(base: str, n: int, interval: float) -> dict[str, Any]:
         "rss_per_client_kb": (rss - base_rss) * 1024 / k,
         "connect_seconds": connected,
         "close_seconds": closing,
-        "threads_after_close": _status("Threads") - base_threads,
+        "threads_after_close": _threads_settled(base_threads) - base_threads,
         "one": one,
         "many": many,
     }

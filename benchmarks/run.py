@@ -82,35 +82,35 @@ class Plan:
 
 FULL = Plan(
     runs=5,
-    count=30_000,
+    count=20_000,
     naive_count=1_000,
     steady_count=15_000,
     steady_rounds=6,
     latency_runs=3,
-    latency_seconds=4.0,
+    latency_seconds=3.0,
     buffered=100_000,
     cycle_events=20_000,
     idle_clients=1_000,
-    ping_interval=15.0,
+    ping_interval=15.0,  # the default: the idle figures are those of a default client
     dead_peers=20,
     connects=20,
     model_budget=0.5,
 )
 QUICK = Plan(
     runs=1,
-    count=15_000,
-    naive_count=500,
-    steady_count=10_000,
+    count=12_000,
+    naive_count=400,
+    steady_count=8_000,
     steady_rounds=4,
     latency_runs=1,
-    latency_seconds=2.0,
+    latency_seconds=1.5,
     buffered=100_000,
     cycle_events=20_000,
-    idle_clients=300,
-    ping_interval=3.0,
+    idle_clients=200,
+    ping_interval=2.0,
     dead_peers=10,
     connects=10,
-    model_budget=0.2,
+    model_budget=0.1,
 )
 
 
@@ -347,8 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             base = f"ws://127.0.0.1:{loadgen.address}"
             for section in SECTIONS:
                 if section in sections:
+                    start = time.monotonic()
                     try:
                         results[section] = jobs[section](base)
+                        _progress(f"{section}: {time.monotonic() - start:.0f} s")
                     except MeasurementFailed as exc:
                         failures.append(f"{section}: {exc}")
                         print(f"\nmeasurement failed, {section}: {exc}", file=sys.stderr)
