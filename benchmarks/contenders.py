@@ -41,40 +41,56 @@ def identify(encoding: str) -> str:
 
 
 class Clock:
-    """Counts messages; remembers when the first came and when the stream ended."""
+    """Counts messages; remembers when the first came and when the stream ended, by the wall
+    clock and by this process's CPU time (which other processes' load does not inflate)."""
 
-    __slots__ = ("count", "end", "start")
+    __slots__ = ("count", "cpu_end", "cpu_start", "end", "start")
 
     def __init__(self) -> None:
         self.count = 0
-        self.start = 0.0
-        self.end = 0.0
+        self.start = self.end = self.cpu_start = self.cpu_end = 0.0
+
+    def begin(self) -> None:
+        """The first message is here."""
+        self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
+
+    def stop(self) -> None:
+        """The stream ended."""
+        self.end = time.perf_counter()
+        self.cpu_end = time.process_time()
 
     def result(self, **extra: Any) -> dict[str, Any]:
-        """The count, the seconds and the rate; the first message starts the clock, so n
-        messages span n - 1 intervals."""
+        """The count, the seconds and the rates (per wall second and per CPU second of the
+        process); the first message starts the clock, so n messages span n - 1 intervals."""
         elapsed = self.end - self.start
-        rate = (self.count - 1) / elapsed if self.count > 1 and elapsed > 0 else 0.0
-        return {"events": self.count, "seconds": elapsed, "rate": rate, **extra}
+        cpu = self.cpu_end - self.cpu_start
+        done = self.count - 1
+        return {
+            "events": self.count,
+            "seconds": elapsed,
+            "rate": done / elapsed if done > 0 and elapsed > 0 else 0.0,
+            "cpu_rate": done / cpu if done > 0 and cpu > 0 else 0.0,
+            **extra,
+        }
 
 
 def hatsu_get(url: str, encoding: str, kind: str) -> dict[str, Any]:
     """hatsu_sync, pulling with ``get_event()``."""
     clock = Clock()
-    perf = time.perf_counter
     client = Client(SESSION, url=url, encoding=encoding, reconnect=False)
     try:
         client.connect()
         get = client.get_event
         get(WAIT)
-        clock.start = perf()
+        clock.begin()
         clock.count = 1
         try:
             while True:
                 get(WAIT)
                 clock.count += 1
         except GatewayClosed:
-            clock.end = perf()
+            clock.stop()
         stats = client.stats
     finally:
         client.close()
@@ -84,17 +100,16 @@ def hatsu_get(url: str, encoding: str, kind: str) -> dict[str, Any]:
 def hatsu_callback(url: str, encoding: str, kind: str) -> dict[str, Any]:
     """hatsu_sync, a callback registered for the stream's event name, counting only."""
     clock = Clock()
-    perf = time.perf_counter
     done = threading.Event()
     client = Client(SESSION, url=url, encoding=encoding, reconnect=False)
 
     def on_event(event: Any) -> None:
         if not clock.count:
-            clock.start = perf()
+            clock.begin()
         clock.count += 1
 
     def on_disconnect(info: Any) -> None:
-        clock.end = perf()
+        clock.stop()
         done.set()
 
     client.on(payloads.EVENT_NAMES[kind], on_event)
@@ -115,21 +130,20 @@ def websockets_sync(url: str, encoding: str, kind: str) -> dict[str, Any]:
     from websockets.sync.client import connect
 
     clock = Clock()
-    perf = time.perf_counter
     parse = peers.parser(encoding)
     with connect(url, compression=None, max_size=None, proxy=None, open_timeout=WAIT) as ws:
         ws.send(identify(encoding))
         recv = ws.recv
         try:
             first = recv(WAIT)
-            clock.start = perf()
+            clock.begin()
             clock.count = 1
             parse(first)
             while True:
                 parse(recv())
                 clock.count += 1
         except ConnectionClosedOK:
-            clock.end = perf()
+            clock.stop()
     return clock.result()
 
 
@@ -140,14 +154,13 @@ def ws_recv(url: str, encoding: str, kind: str) -> dict[str, Any]:
     ws = websocket.create_connection(url, skip_utf8_validation=True, timeout=WAIT)
     ws.settimeout(None)  # blocking reads, as hatsu_sync's; a socket timeout adds a poll per read
     clock = Clock()
-    perf = time.perf_counter
     parse = peers.parser(encoding)
     try:
         ws.send(identify(encoding))
         recv = ws.recv
         message = recv()
         if message:  # "" on the close frame; no message of the streams is empty
-            clock.start = perf()
+            clock.begin()
             clock.count = 1
             parse(message)
             message = recv()
@@ -155,7 +168,7 @@ def ws_recv(url: str, encoding: str, kind: str) -> dict[str, Any]:
                 parse(message)
                 clock.count += 1
                 message = recv()
-        clock.end = perf()
+        clock.stop()
     finally:
         ws.close()
     return clock.result()
@@ -166,7 +179,6 @@ def _app(url: str, encoding: str, parse: Callable[[Any], object]) -> dict[str, A
     import websocket
 
     clock = Clock()
-    perf = time.perf_counter
 
     errors: list[BaseException] = []
 
@@ -175,7 +187,7 @@ def _app(url: str, encoding: str, parse: Callable[[Any], object]) -> dict[str, A
 
     def on_message(ws: Any, message: Any) -> None:
         if not clock.count:
-            clock.start = perf()
+            clock.begin()
         try:
             parse(message)
         except Exception as exc:
@@ -185,7 +197,7 @@ def _app(url: str, encoding: str, parse: Callable[[Any], object]) -> dict[str, A
         clock.count += 1
 
     def on_close(ws: Any, code: Any, reason: Any) -> None:
-        clock.end = perf()
+        clock.stop()
 
     app = websocket.WebSocketApp(url, on_open=on_open, on_message=on_message, on_close=on_close)
     app.run_forever(skip_utf8_validation=True)
@@ -209,12 +221,12 @@ def limit(count: int, encoding: str, kind: str) -> dict[str, Any]:
     stream = payloads.encoded_stream(kind, encoding, count)
     parse = peers.parser(encoding)
     clock = Clock()
-    perf = time.perf_counter
     parse(stream[0])  # the clock starts at the first message, as for the others
-    clock.start = perf()
-    for message in stream[1:]:
+    rest = stream[1:]
+    clock.begin()
+    for message in rest:
         parse(message)
-    clock.end = perf()
+    clock.stop()
     clock.count = count
     return clock.result()
 

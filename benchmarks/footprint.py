@@ -126,9 +126,8 @@ def _dropped_client(base: str, style: str, count: int) -> dict[str, Any]:
             if not arrived.wait(WAIT):
                 raise TimeoutError(f"{seen[0]} of {count} events reached the callback")
         else:
-            get = client.get_event
             for _ in range(count):
-                get(WAIT)
+                client.get_event(WAIT)  # no bound method kept: it would hold the client
         stats = client.stats
         # Callback style: every event is still buffered for get_event() (max_queue = count).
         per_event = (len(gc.get_objects()) - tracked_before) / count

@@ -59,13 +59,17 @@ def _throughput(results: dict[str, Any]) -> list[Target]:
     runs = len(results["json"]["ratios"]["best"])
     _title(
         "Throughput: PRESENCE_UPDATE with an embed, every contender parsing each message and "
-        f"building a typed object\nfrom it; events/s, median of {runs} run{'s' * (runs > 1)}, "
-        "each run all contenders in turn, one fresh process per encoding"
+        f"building a typed object\nfrom it; events/s, median of {runs} run{'s' * (runs > 1)} "
+        "(one fresh process per encoding, each contender's best of its passes)"
     )
     rows = []
     for name, label in LABELS.items():
         rows.append([label, *(f"{_median(results[e]['rates'][name]):,.0f}" for e in ENCODINGS)])
-    for key, label in (("best", "hatsu_sync / the best peer"), ("limit", "hatsu_sync / the limit")):
+    for key, label in (
+        ("best", "hatsu_sync / the best peer"),
+        ("limit", "hatsu_sync / the limit"),
+        ("best_cpu", "  (hatsu_sync / the best peer, per CPU second)"),
+    ):
         rows.append([label, *(f"{_median(results[e]['ratios'][key]):.2f}x" for e in ENCODINGS)])
     print(_table(["contender", *ENCODINGS], rows))
     targets = []
@@ -88,16 +92,19 @@ def _steady(results: dict[str, Any]) -> list[Target]:
     rounds, count = len(first["rates"]["hatsu-get"]), first["count"]
     _title(
         f"Steadiness: {rounds} interleaved rounds of a get_event() client and a callback client, "
-        f"{count:,} PRESENCE_UPDATE\neach, in one process, with no gc.collect() between; events/s"
+        f"{count:,} PRESENCE_UPDATE\neach, in one process, with no gc.collect() between; events/s "
+        "(and by CPU time, which other processes' load\ndoes not skew but a collector pause does)"
     )
     rows = []
     targets = []
     for encoding in ENCODINGS:
         medians = {}
+        cpu_medians = {}
         for name, label in (("hatsu-get", "get_event()"), ("hatsu-callback", "callback")):
             rates = results[encoding]["rates"][name]
+            cpu = results[encoding]["cpu_rates"][name]
             median, slowest = _median(rates), min(rates)
-            medians[name] = median
+            medians[name], cpu_medians[name] = median, _median(cpu)
             rows.append(
                 [
                     f"{label}, {encoding}",
@@ -105,6 +112,7 @@ def _steady(results: dict[str, Any]) -> list[Target]:
                     f"{slowest:,.0f}",
                     _pct(slowest / median),
                     f"{max(rates):,.0f}",
+                    _pct(min(cpu) / _median(cpu)),
                 ]
             )
             targets.append(
@@ -116,6 +124,17 @@ def _steady(results: dict[str, Any]) -> list[Target]:
                 )
             )
         ratio = medians["hatsu-callback"] / medians["hatsu-get"]
+        cpu_ratio = cpu_medians["hatsu-callback"] / cpu_medians["hatsu-get"]
+        rows.append(
+            [
+                f"callback / get_event(), {encoding}",
+                f"{ratio:.2f}x",
+                "",
+                "",
+                "",
+                f"{cpu_ratio:.2f}x",
+            ]
+        )
         targets.append(
             (
                 "3",
@@ -127,7 +146,8 @@ def _steady(results: dict[str, Any]) -> list[Target]:
         dropped = results[encoding]["dropped"]["hatsu-callback"]
         if dropped:
             rows.append([f"  (callback, {encoding}: {dropped:,} events dropped, queue full)"])
-    print(_table(["path, stream", "median", "slowest", "slowest/median", "fastest"], rows))
+    header = ["path, stream", "median", "slowest", "slowest/median", "fastest", "by CPU time"]
+    print(_table(header, rows))
     return targets
 
 

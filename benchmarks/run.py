@@ -65,6 +65,7 @@ class Plan:
     """How much to measure: the full run or ``--quick``."""
 
     runs: int  # of the throughput table, and of the latency figures
+    passes: int  # per contender and throughput run: its best pass counts
     count: int  # PRESENCE_UPDATE per throughput stream
     naive_count: int  # the same for the naive client, some fifty times slower
     steady_count: int  # per steadiness round
@@ -81,9 +82,10 @@ class Plan:
 
 
 FULL = Plan(
-    runs=5,
-    count=20_000,
-    naive_count=1_000,
+    runs=3,
+    passes=3,
+    count=12_000,
+    naive_count=600,
     steady_count=15_000,
     steady_rounds=6,
     latency_runs=3,
@@ -98,8 +100,9 @@ FULL = Plan(
 )
 QUICK = Plan(
     runs=1,
-    count=12_000,
-    naive_count=400,
+    passes=2,
+    count=6_000,
+    naive_count=200,
     steady_count=8_000,
     steady_rounds=4,
     latency_runs=1,
@@ -217,17 +220,23 @@ def run_throughput(base: str, plan: Plan, runs: int) -> dict[str, Any]:
                 plan.count,
                 "--naive-count",
                 plan.naive_count,
+                "--passes",
+                plan.passes,
                 "--order",
                 ",".join(order),
             )
             cell = results.setdefault(encoding, {"rates": {}, "ratios": {}, "best": []})
             for name in CONTENDERS:
                 cell["rates"].setdefault(name, []).append(got[name]["rate"])
+                cell.setdefault("cpu_rates", {}).setdefault(name, []).append(got[name]["cpu_rate"])
+            ratios = cell["ratios"]
             best = max(PEERS, key=lambda name: got[name]["rate"])
             hatsu = got["hatsu-get"]["rate"]
             cell["best"].append(best)
-            cell["ratios"].setdefault("best", []).append(hatsu / got[best]["rate"])
-            cell["ratios"].setdefault("limit", []).append(hatsu / got["limit"]["rate"])
+            ratios.setdefault("best", []).append(hatsu / got[best]["rate"])
+            ratios.setdefault("limit", []).append(hatsu / got["limit"]["rate"])
+            best_cpu = max(got[name]["cpu_rate"] for name in PEERS)
+            ratios.setdefault("best_cpu", []).append(got["hatsu-get"]["cpu_rate"] / best_cpu)
     return results
 
 
@@ -290,6 +299,14 @@ def run_models(plan: Plan) -> dict[str, Any]:
     return measure("models", "--budget", plan.model_budget)
 
 
+def _load() -> str:
+    """The 1-minute load average, or "?" where the system has none."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
+
+
 def _describe_machine() -> str:
     import websocket  # only for their versions; run.py itself measures nothing
     from websockets.version import version as websockets_version
@@ -330,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
     print(f"$ {command}\n{_describe_machine()}", flush=True)
     started = time.monotonic()
+    load_at_start = _load()
     results: dict[str, Any] = {}
     failures: list[str] = []
     jobs: dict[str, Callable[[str], Any]] = {
@@ -361,7 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         failed = ", ".join(failure.split(":")[0] for failure in failures)
         print(f"\n{len(failures)} measurement(s) failed: {failed} (see above)")
-    print(f"\n(the whole run took {time.monotonic() - started:.0f} s)")
+    print(
+        f"\n(the whole run took {time.monotonic() - started:.0f} s; load average "
+        f"{load_at_start} at the start, {_load()} at the end: other work skews the rates)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 1 if failures else 0
