@@ -219,6 +219,7 @@ def test_max_retries_gives_up_with_the_last_error(
     client = make_client(max_retries=3)
     life = Lifecycle(client)
     client.connect(timeout=T)
+    eventually(lambda: client.stats.events_received == 2, what="HELLO and READY")
     gateway.fail_discovery("500")
     requests_before = gateway.discovery_requests
     gateway.abort()
