@@ -77,7 +77,12 @@ class Supervisor:
         if self._first_error is not None:
             self._thread.join(5.0)
             _keepalive.timer.settle(1.0)  # connect() promises no thread left behind
-            raise self._first_error
+            # Not kept: raised, it would hold this frame (and self) through its traceback.
+            error, self._first_error = self._first_error, None
+            try:
+                raise error
+            finally:
+                del error
 
     def current(self) -> Connection | None:
         """The live connection, if any."""
@@ -119,8 +124,12 @@ class Supervisor:
         except HatsuError as exc:
             error = self._settings.scrub_error(exc)
             if error is exc:
+                del error  # a frame holding its own exception would be a reference cycle
                 raise
-        raise error  # out of the except block, so the original is not chained as its context
+        try:
+            raise error  # out of the except block, so the original is not chained as its context
+        finally:
+            del error
 
     def _attempt(self, deadline: Deadline) -> Connection:
         """One attempt, all within ``deadline``: discovery, the handshake, the identify.

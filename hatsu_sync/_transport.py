@@ -377,6 +377,11 @@ class Connection:
             timers = list(self._timers.values())
             self._timers.clear()
             sock = self._sock
+            ws = self._ws
+        if ws is not None:
+            # websocket-client's WebSocket and its frame_buffer refer to each other (through a
+            # bound method): unlinked, a closed client is freed by reference counting.
+            ws.frame_buffer = None  # type: ignore[assignment, unused-ignore]
         for handle in timers:
             _keepalive.timer.cancel(handle)
         if self._registered:
