@@ -8,13 +8,14 @@ thread and its callback thread.
 
 Writes do not go through websocket-client's ``send``, which holds a lock for the whole write
 with no timeout: a gateway that stopped reading would wedge every later writer (pings, pongs,
-the close frame). Frames are built here (masked, as a client must) and written to the socket
-under the connection's own write lock; each write has a deadline, and a write still blocked at
-its deadline has its socket shut down from the timer thread, which drops the connection like a
-dead peer (then the usual reconnect).
+the close frame). Frames are built by ``_wire.frame`` (masked, as a client must) and written to
+the socket under the connection's own write lock; each write has a deadline, and a write still
+blocked at its deadline has its socket shut down from the timer thread, which drops the
+connection like a dead peer (then the usual reconnect).
 
-The handshake (``_handshake.py``) runs on a socket opened here, within the attempt's total
-deadline and with bounded response headers; websocket-client only speaks the HTTP upgrade.
+Each attempt has one total deadline. The socket is opened by ``_netconfig.open_socket`` (TCP,
+the proxy's tunnel, TLS, within the deadline); the websocket handshake runs on it with bounded
+response headers (``_handshake.py``); websocket-client only speaks the HTTP upgrade.
 
 The reader feeds 64 KiB reads of the socket to :mod:`hatsu_sync._frames` (see
 ``Connection._read``), which refuses an oversized frame from its header and fails the
