@@ -412,7 +412,7 @@ def test_readme_is_valid_restructuredtext() -> None:
     core.publish_parts(TEXT, writer_name="html", settings_overrides=settings)
 
 
-API_DIRECTIVE = re.compile(r"^\.\. (?:auto\w+|module)::\s+(\S+)", re.M)
+API_DIRECTIVE = re.compile(r"^\.\. (?:auto\w+|module|data)::\s+(\S+)", re.M)
 
 
 def test_api_reference_covers_every_public_name() -> None:
