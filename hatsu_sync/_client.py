@@ -74,10 +74,6 @@ class Client:
         TypeError: an argument of the wrong type.
     """
 
-    # Slots, not a __dict__: Python 3.11's tracemalloc cannot find where an object with a
-    # managed __dict__ was allocated, and the warning for a forgotten client should say it.
-    __slots__ = ("__weakref__", "_connect_lock", "_core", "_settings")
-
     def __init__(
         self,
         session_id: str,
@@ -120,6 +116,8 @@ class Client:
         )
         register(session_id)  # displays of events redact it from now on
         self._core = Core(max_queue, max_buffer_bytes)
+        # Where this client was made, for the warning if it is collected open (see _process).
+        self._origin = _process.Origin()
         # One connect() at a time; only ever tried without blocking (see _core's notes).
         self._connect_lock = threading.Lock()
 
@@ -461,4 +459,4 @@ class Client:
         try:
             core.shutdown(Deadline(1.0))
         finally:
-            _process.warn_unclosed(self, shown)
+            _process.warn_unclosed(self, shown, getattr(self, "_origin", None))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import tracemalloc
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["DuplicateClientWarning", "closed", "opened", "track", "warn_unclosed"]
+__all__ = ["DuplicateClientWarning", "Origin", "closed", "opened", "track", "warn_unclosed"]
 
 
 class DuplicateClientWarning(UserWarning):
@@ -93,15 +94,29 @@ def _close_all_at_exit() -> None:
         client.close(timeout=1.0)
 
 
-def warn_unclosed(client: Client, shown: str) -> None:
+class Origin:
+    """An object made by the client's constructor, so tracemalloc knows where it was made.
+
+    Python 3.11's tracemalloc cannot tell where an object with a managed ``__dict__`` (the
+    client) was allocated; this one has no ``__dict__``. Used only when the client itself is
+    not found.
+    """
+
+    __slots__ = ()
+
+
+def warn_unclosed(client: Client, shown: str, origin: Origin | None) -> None:
     """Report a garbage-collected open client, ``shown`` as it was before the caller closed it.
 
     ``source`` lets the warnings module show where the client was allocated when tracemalloc
     is on, as it does for an unclosed socket.
     """
+    source: object = client
+    if tracemalloc.is_tracing() and tracemalloc.get_object_traceback(client) is None:
+        source = origin
     warnings.warn(
         f"unclosed {shown}: call client.close() or use `with Client(...) as client:`",
         ResourceWarning,
-        source=client,
+        source=source,
         stacklevel=2,
     )
