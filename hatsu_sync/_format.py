@@ -1,10 +1,18 @@
-"""One readable line per event, for the command line (never a session id)."""
+"""One readable line per event, for the command line (never a session id).
+
+Redaction follows the library's one rule (:mod:`hatsu_sync._redact`, :mod:`hatsu_sync._display`):
+the given session id by the token rule (a short id does not garble other words), every session
+id a client registered in this process, and every string under a key that carries session ids
+(``s``, ``_s``, ``session_id``, ``session_ids``).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from . import _redact
+from ._display import plain
 from .models import (
     ChannelCreate,
     Event,
@@ -20,24 +28,34 @@ from .models import (
 
 __all__ = ["describe", "redact"]
 
-REDACTED = "[redacted]"
+REDACTED = _redact.REDACTED
 _WIDTH = 15
 _MAX_DETAIL = 160
 
 
 def redact(value: Any, secret: str) -> Any:
-    """A copy of ``value`` (JSON-like) in which every string holding ``secret`` is replaced."""
+    """A JSON-like copy of ``value`` in which no string shows ``secret`` or a session id.
+
+    ``secret`` is replaced by :func:`hatsu_sync._redact.redact`'s rule inside every string
+    (keys too), registered session ids likewise, and every string under a key that carries
+    session ids is replaced whole. Models become dicts of their shown fields.
+    """
+    return _hide(plain(value), secret)
+
+
+def _hide(value: Any, secret: str) -> Any:
     if isinstance(value, str):
-        return REDACTED if secret and secret in value else value
+        return _redact.redact(value, secret)
     if isinstance(value, dict):
-        return {key: redact(item, secret) for key, item in value.items()}
+        return {_hide(key, secret): _hide(item, secret) for key, item in value.items()}
     if isinstance(value, list):
-        return [redact(item, secret) for item in value]
+        return [_hide(item, secret) for item in value]
     return value
 
 
 def _compact(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    # plain(): strings under the keys that carry session ids are hidden, and registered ids.
+    text = json.dumps(plain(value), ensure_ascii=False, separators=(",", ":"), default=str)
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
 
 
@@ -90,6 +108,4 @@ def _detail(event: Event) -> str:
 def describe(event: Event, secret: str = "") -> str:
     """One line: the event name, padded, then a summary; ``secret`` never appears in it."""
     line = f"{event.name:<{_WIDTH}} {_detail(event)}"
-    if secret and secret in line:
-        line = line.replace(secret, REDACTED)
-    return line
+    return _redact.redact_known(_redact.redact(line, secret))
