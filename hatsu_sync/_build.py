@@ -51,10 +51,9 @@ from .models import (
     Presence,
     PresenceUpdate,
     Ready,
-    _typed_slots,
 )
 
-__all__ = ["EVENT_TYPES", "data_of", "decoded_event", "event_from_message", "materialize", "parse"]
+__all__ = ["EVENT_TYPES", "builder_for", "data_of", "decoded_event", "event_from_message", "parse"]
 
 _loads = json.loads
 _raw_decode = json.JSONDecoder().raw_decode  # what json.loads runs, without its wrapping
@@ -341,65 +340,76 @@ def _guild(guild: dict[str, Any] | None) -> Guild | None:
     )
 
 
-_Values = tuple[Any, ...]
+# Each builder stores the values of its model's own fields into the event's slots (the event
+# holds `raw` and `data` already). `event` is typed Any: the slots are not annotations.
 
 
-def _build_hello(data: Any, msg: dict[str, Any]) -> _Values:
-    return (msg.get("i"),)
+def _build_hello(event: Any, data: Any, msg: dict[str, Any]) -> None:
+    event._info = msg.get("i")
 
 
-def _build_ready(data: Any, msg: dict[str, Any]) -> _Values:
-    return (data,)
+def _build_ready(event: Any, data: Any, msg: dict[str, Any]) -> None:
+    event._user = data
 
 
-def _build_presence_update(data: Any, msg: dict[str, Any]) -> _Values:
+def _build_presence_update(event: Any, data: Any, msg: dict[str, Any]) -> None:
+    event._user_id = _id_of(msg)
     if data is None:
-        return _id_of(msg), None
-    get = data.get
-    presence = Presence(get("type"), get("description"), get("emoji"), _embed(get("embed")))
-    return _id_of(msg), presence
+        event._presence = None
+    else:
+        get = data.get
+        event._presence = Presence(
+            get("type"), get("description"), get("emoji"), _embed(get("embed"))
+        )
 
 
-def _build_notification(data: Any, msg: dict[str, Any]) -> _Values:
-    return msg.get("type"), msg.get("excerpt"), _notified(msg)
+def _build_notification(event: Any, data: Any, msg: dict[str, Any]) -> None:
+    event._type = msg.get("type")
+    event._excerpt = msg.get("excerpt")
+    event._user_id = _notified(msg)
 
 
-def _build_guild_event(data: Any, msg: dict[str, Any]) -> _Values:
-    return (_guild(data),)
+def _build_guild_event(event: Any, data: Any, msg: dict[str, Any]) -> None:
+    event._guild = _guild(data)
 
 
-def _build_channel_create(data: Any, msg: dict[str, Any]) -> _Values:
-    return (None if data is None else _channel(data),)
+def _build_channel_create(event: Any, data: Any, msg: dict[str, Any]) -> None:
+    event._channel = None if data is None else _channel(data)
 
 
-def _build_invite_create(data: Any, msg: dict[str, Any]) -> _Values:
-    return (None if data is None else Invite(data.get("code"), data.get("guild_id")),)
+def _build_invite_create(event: Any, data: Any, msg: dict[str, Any]) -> None:
+    event._invite = None if data is None else Invite(data.get("code"), data.get("guild_id"))
 
 
-def _build_member_join(data: Any, msg: dict[str, Any]) -> _Values:
+def _build_member_join(event: Any, data: Any, msg: dict[str, Any]) -> None:
     d = data or {}
-    return d.get("guild_id"), d.get("member")
+    event._guild_id = d.get("guild_id")
+    event._member = d.get("member")
 
 
-def _build_message_create(data: Any, msg: dict[str, Any]) -> _Values:
+def _build_message_create(event: Any, data: Any, msg: dict[str, Any]) -> None:
     d = data or {}
-    return data, d.get("channel_id"), d.get("guild_id")
+    event._message = data
+    event._channel_id = d.get("channel_id")
+    event._guild_id = d.get("guild_id")
 
 
-def _build_message_delete(data: Any, msg: dict[str, Any]) -> _Values:
+def _build_message_delete(event: Any, data: Any, msg: dict[str, Any]) -> None:
     d = data or {}
-    return _message_id(d), d.get("channel_id"), d.get("guild_id")
+    event._message_id = _message_id(d)
+    event._channel_id = d.get("channel_id")
+    event._guild_id = d.get("guild_id")
 
 
-def _build_ack(data: Any, msg: dict[str, Any]) -> _Values:
+def _build_ack(event: Any, data: Any, msg: dict[str, Any]) -> None:
     # Not `_s`: the server echoes the session id there.
-    return (msg.get("s"),)
+    event._s = msg.get("s")
 
 
 # --- the registry ---------------------------------------------------------------------------
 
 _Check = Callable[[Any, dict[str, Any]], bool]
-_Build = Callable[[Any, dict[str, Any]], _Values]
+_Build = Callable[[Any, Any, dict[str, Any]], None]
 
 
 class _Entry(NamedTuple):
@@ -436,19 +446,24 @@ EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType(
 _ENTRIES: dict[str, _Entry] = {
     name: _Entry(cls, fits, build, name) for name, cls, fits, build in _REGISTRY
 }
-_BUILDERS: dict[type, _Build] = {cls: build for _, cls, _, build in _REGISTRY}
+_BUILDERS: dict[type, _Build | None] = {cls: build for _, cls, _, build in _REGISTRY}
+_BUILDERS[Event] = None
 _BUILDERS[GuildEvent] = _build_guild_event
 
 _new = object.__new__
 _FROM_MSG: Any = object()
 
 
-def _class_for(name: str, data: Any, msg: dict[str, Any]) -> tuple[type[Event], str]:
-    """The model for a message, and the name to store (the registry's own string if known)."""
-    entry = _ENTRIES.get(name)
-    if entry is None or not entry.fits(data, msg):
-        return Event, name
-    return entry.cls, entry.name
+def builder_for(cls: type) -> _Build | None:
+    """The builder of ``cls``'s own fields (None for the base Event); a user's subclass of a
+    model gets its model's."""
+    try:
+        return _BUILDERS[cls]
+    except KeyError:
+        for base in cls.__mro__[1:]:
+            if base in _BUILDERS:
+                return _BUILDERS[base]
+        return None
 
 
 def event_from_message(msg: dict[str, Any], data: Any = _FROM_MSG) -> Event:
@@ -472,50 +487,42 @@ def event_from_message(msg: dict[str, Any], data: Any = _FROM_MSG) -> Event:
     """
     if data is _FROM_MSG:
         data = msg.get("d")
-    cls, name = _class_for(msg["t"], data, msg)
-    event = _new(cls)
-    event._name = name
+    name = msg["t"]
+    entry = _ENTRIES.get(name)
+    event = _new(Event if entry is None or not entry.fits(data, msg) else entry.cls)
+    event._name = name if entry is None else entry.name
     event._text = None
+    event._hot = None
     event._nbytes = 0
     event._raw = msg
     event._data = data
-    if cls is not Event:
-        for slot, value in zip(_typed_slots(cls), _BUILDERS[cls](data, msg)):
-            setattr(event, slot, value)
+    if entry is not None and event.__class__ is not Event:
+        entry.build(event, data, msg)
     return event
 
 
-def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int) -> Event:
+def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int, hot: bool) -> Event:
     """The event for a message the decoder parsed, holding only ``text`` until first read.
 
     Args:
-        msg: the parsed message, a dict whose ``t`` is a str; not kept.
+        msg: the parsed message, a dict whose ``t`` is a str.
         text: the message as received: UTF-8 bytes (inflated), or a str (the caller keeps
             only ASCII ones as str: others cost up to four bytes a character). Not copied.
         nbytes: the message's size in bytes, stored as ``_nbytes``.
+        hot: keep ``msg`` too (in ``_hot``), until the caller sets it to None.
     """
-    cls, name = _class_for(msg["t"], data_of(msg), msg)
-    event = _new(cls)
+    name = msg["t"]
+    entry = _ENTRIES.get(name)
+    if entry is None:
+        event = _new(Event)
+    else:
+        name = entry.name
+        data = msg.get("d")
+        if type(data) is str:
+            data = data_of(msg)
+        event = _new(entry.cls if entry.fits(data, msg) else Event)
     event._name = name
     event._text = text
     event._nbytes = nbytes
+    event._hot = msg if hot else None
     return event
-
-
-def materialize(cls: type, text: bytes | str) -> tuple[dict[str, Any], Any, _Values]:
-    """``raw``, ``data`` and the typed fields' values of a decoded event of class ``cls``.
-
-    The decoder checked the same text against the same model, so this cannot misfit.
-
-    Raises:
-        RecursionError: the text is nested too deeply to parse at the caller's stack depth.
-    """
-    msg = parse(text)
-    data = data_of(msg)
-    build = _BUILDERS.get(cls)
-    if build is None:
-        for base in cls.__mro__[1:]:  # a subclass of a registered model, made by a user
-            build = _BUILDERS.get(base)
-            if build is not None:
-                break
-    return msg, data, (() if build is None else build(data, msg))

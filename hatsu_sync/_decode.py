@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import deque
 from typing import Any
 
 from ._build import decoded_event, parse
@@ -25,6 +26,16 @@ from .exceptions import DecodeError
 from .models import Event
 
 __all__ = ["Decoder"]
+
+# The recent window (see Decoder): how many of the latest events keep their parsed message,
+# and how many bytes of messages at most. A reader that keeps up reads events well inside it
+# (the transport hands the GIL over at each read from the socket, a few hundred events at
+# most); one that
+# falls behind finds older events holding their text only, and parses it on first read. A
+# message over _HOT_MESSAGE bytes never stays parsed: the parsed form can be 20x the text.
+_HOT_EVENTS = 512
+_HOT_BYTES = 256 * 1024
+_HOT_MESSAGE = 64 * 1024
 
 
 class Decoder:
@@ -35,6 +46,10 @@ class Decoder:
     or a message inflating past the limit) the stream cannot be resumed: every later binary
     message raises a fatal error too, and the caller should fail the connection with the
     error's ``close_code`` and reconnect with a new decoder.
+
+    Events keep the message text and build their fields on first read. The latest events
+    (up to 512 of them and 256 KiB of messages) also keep the parsed message, so that a
+    reader that keeps up does not parse twice; the decoder drops it as they get older.
 
     Attributes:
         encoding: ``"json"`` or ``"zlib"``, as sent in the identify.
@@ -59,6 +74,8 @@ class Decoder:
         self.max_message_size = max_message_size
         self._inflater = zlib.decompressobj() if encoding == "zlib" else None
         self._broken = False
+        self._recent: deque[Event] = deque()  # the events holding their parsed message
+        self._recent_bytes = 0
 
     def __repr__(self) -> str:
         state = " broken" if self._broken else ""
@@ -138,7 +155,25 @@ class Decoder:
                 f"no event name: {_describe(payload, document, binary)} has {got}",
                 size=_size(payload),
             )
-        return decoded_event(msg, text, nbytes)
+        if nbytes > _HOT_MESSAGE:
+            return decoded_event(msg, text, nbytes, False)
+        event = decoded_event(msg, text, nbytes, True)
+        recent = self._recent
+        recent.append(event)
+        self._recent_bytes += nbytes
+        if len(recent) > _HOT_EVENTS or self._recent_bytes > _HOT_BYTES:
+            self._cool()
+        return event
+
+    def _cool(self) -> None:
+        """Drop the parsed message of the oldest recent events, back within the window."""
+        recent = self._recent
+        while len(recent) > _HOT_EVENTS or self._recent_bytes > _HOT_BYTES:
+            old = recent.popleft()
+            self._recent_bytes -= old._nbytes
+            # A reader that is building it right now holds its own reference; the next one
+            # parses the text.
+            old._hot = None
 
     def _inflate(self, payload: bytes | bytearray | str) -> bytes:
         """Inflate one binary message, stopping at ``max_message_size``."""

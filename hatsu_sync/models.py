@@ -87,17 +87,7 @@ _commit_lock = threading.Lock()
 
 _UNSET: Any = object()
 _SlotCache = Dict[type, Tuple[str, ...]]
-_typed_slots_of: _SlotCache = {}
 _all_slots_of: _SlotCache = {}
-
-
-def _typed_slots(cls: type) -> Tuple[str, ...]:
-    """The slots of ``cls``'s typed fields (all but name, data and raw), in field order."""
-    slots = _typed_slots_of.get(cls)
-    if slots is None:
-        slots = tuple(f"_{f.name}" for f in fields(cls) if f.name not in ("name", "data", "raw"))
-        _typed_slots_of[cls] = slots
-    return slots
 
 
 def _all_slots(cls: type) -> Tuple[str, ...]:
@@ -115,7 +105,7 @@ def _all_slots(cls: type) -> Tuple[str, ...]:
 class _Lazy(_Model):
     """What every event stores: slots, and the message text until its first read."""
 
-    __slots__ = ("_data", "_name", "_nbytes", "_raw", "_text")
+    __slots__ = ("_data", "_hot", "_name", "_nbytes", "_raw", "_text")
     _name: str
     # The message as received (UTF-8 bytes, or an ASCII str) while nothing was read yet; None
     # once built (or for an event built by hand).
@@ -123,12 +113,17 @@ class _Lazy(_Model):
     _nbytes: int
     _data: Any
     _raw: Dict[str, Any]
+    # The message as the decoder parsed it, while the event is among the connection's most
+    # recent ones and unread: a reader that keeps up builds from it instead of parsing again.
+    # The decoder sets it back to None once the event is older (see _decode.Decoder).
+    _hot: Optional[Dict[str, Any]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Every way of making an event by hand (the constructor, from_dict, copy, pickle) comes
         # here first; the decoder makes its events without calling this.
         self = object.__new__(cls)
         self._text = None
+        self._hot = None
         self._nbytes = 0
         return self
 
@@ -142,20 +137,32 @@ class _Lazy(_Model):
         text = self._text
         if text is None:
             return
-        msg, data, values = _materialize(type(self), text)
+        # One read of `_hot`: the decoder may drop it at any moment, not in the middle of this.
+        msg = self._hot
+        if msg is None:
+            msg = _parse(text)  # outside the lock: it is the slow part
+        data = msg.get("d")
+        if type(data) is str:
+            data = _data_of(msg)
+        build = _BUILDERS.get(type(self), _UNSET)
+        if build is _UNSET:  # a user's subclass of a model
+            build = _builder_for(type(self))
         with _commit_lock:
             if self._text is None:  # another thread finished first: keep what it built
                 return
             self._raw = msg
             self._data = data
-            for slot, value in zip(_typed_slots(type(self)), values):
-                setattr(self, slot, value)
+            if build is not None:  # cannot misfit: the decoder checked this very text
+                build(self, data, msg)
+            self._hot = None
             self._text = None  # last: from here on readers take the slots as they are
 
     def __getstate__(self) -> Tuple[Optional[Dict[str, Any]], Dict[str, Any]]:
-        # An unread event pickles and copies as its text, and stays lazy.
+        # An unread event pickles and copies as its text, and stays lazy. `_hot` is a cache.
         state = {}
         for slot in _all_slots(type(self)):
+            if slot == "_hot":
+                continue
             value = getattr(self, slot, _UNSET)
             if value is not _UNSET:  # a typed slot of an unread event is not set
                 state[slot] = value
@@ -163,6 +170,7 @@ class _Lazy(_Model):
 
     def __setstate__(self, state: Tuple[Optional[Dict[str, Any]], Dict[str, Any]]) -> None:
         attributes, slots = state
+        self._hot = None  # not in the state; protocols 0 and 1 do not call __new__
         if attributes:
             self.__dict__.update(attributes)
         for slot, value in slots.items():
@@ -536,5 +544,11 @@ class Ack(Event):
 
 # The registry and the constructors need the classes above; they import this module, which is
 # complete by now (hatsu_sync/__init__.py imports this module before any other does _build).
-from ._build import EVENT_TYPES, event_from_message  # noqa: E402
-from ._build import materialize as _materialize  # noqa: E402
+from ._build import (  # noqa: E402
+    _BUILDERS,
+    EVENT_TYPES,
+    event_from_message,
+)
+from ._build import builder_for as _builder_for  # noqa: E402
+from ._build import data_of as _data_of  # noqa: E402
+from ._build import parse as _parse  # noqa: E402
