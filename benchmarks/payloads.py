@@ -1,7 +1,7 @@
 """Realistic gateway messages for the benchmarks, shaped like what the deployed server sent.
 
 Each kind has a few variants (other ids, other texts), so a stream is not one message repeated
-byte for byte. See PROTOCOL.md for the shapes: ids are stringified snowflakes, PRESENCE_UPDATE
+byte for byte. docs/protocol.rst has the shapes: ids are stringified snowflakes, PRESENCE_UPDATE
 carries its user id at the top level, NOTIFICATION has no ``d``, GUILD_INIT adds ``channels``
 to the guild.
 """
@@ -9,9 +9,10 @@ to the guild.
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any, Callable
 
-__all__ = ["KINDS", "VARIANTS", "encode", "messages"]
+__all__ = ["EVENT_NAMES", "KINDS", "VARIANTS", "compressed", "encode", "encoded_stream", "messages"]
 
 #: How many different messages of each kind a stream cycles through.
 VARIANTS = 16
@@ -103,6 +104,14 @@ KINDS: dict[str, Callable[[int], dict[str, Any]]] = {
 }
 
 
+#: The event name of each payload kind, for callbacks registered by name.
+EVENT_NAMES = {
+    "presence": "PRESENCE_UPDATE",
+    "guild_init": "GUILD_INIT",
+    "notification": "NOTIFICATION",
+}
+
+
 def messages(kind: str) -> list[dict[str, Any]]:
     """The :data:`VARIANTS` messages of one kind.
 
@@ -116,3 +125,52 @@ def messages(kind: str) -> list[dict[str, Any]]:
 def encode(message: dict[str, Any]) -> bytes:
     """A message as the gateway's JSON text (the server used plain ``json.dumps``)."""
     return json.dumps(message).encode("utf-8")
+
+
+def compressed(kind: str) -> tuple[bytes, list[bytes]]:
+    """The :data:`VARIANTS` messages of one kind as one zlib stream of the deployed server.
+
+    One compressor, ``Z_FULL_FLUSH`` after each message. A full flush resets the compressor's
+    history, so every message after the first compresses to the same bytes wherever it falls in
+    the stream: a stream of any length is the first message (the only one with the zlib header)
+    followed by the cycle, repeated. Checked here by inflating a whole cycle with one
+    decompressor.
+
+    Returns:
+        ``(first, cycle)``: the first message's compressed bytes, and one compressed bytes per
+        variant for the messages after it (message ``i >= 1`` is ``cycle[i % VARIANTS]``).
+
+    Raises:
+        KeyError: an unknown kind.
+        AssertionError: zlib broke the property above (it never has).
+    """
+    texts = [encode(m) for m in messages(kind)]
+    compressor = zlib.compressobj()
+    flush = zlib.Z_FULL_FLUSH
+    done = [compressor.compress(t) + compressor.flush(flush) for t in texts + texts]
+    first, cycle = done[0], done[len(texts) :]
+    inflater = zlib.decompressobj()
+    check = [inflater.decompress(c) for c in [first, *cycle[1:], *cycle]]
+    if check != texts + texts:
+        raise AssertionError("a full-flushed message does not inflate the same in a stream")
+    return first, cycle
+
+
+def encoded_stream(kind: str, encoding: str, count: int) -> list[bytes]:
+    """The payloads of ``count`` messages as a connection of ``encoding`` carries them.
+
+    The same bytes the load generator sends (without the websocket framing): JSON texts in
+    ``json`` mode, one zlib stream in ``zlib`` mode (inflate them in order, with one
+    decompressor). The list repeats :data:`VARIANTS` objects, so it costs little memory.
+
+    Raises:
+        KeyError: an unknown kind.
+        ValueError: an unknown encoding.
+    """
+    if encoding == "json":
+        texts = [encode(m) for m in messages(kind)]
+        return [texts[i % len(texts)] for i in range(count)]
+    if encoding != "zlib":
+        raise ValueError(f"unknown encoding {encoding!r}")
+    first, cycle = compressed(kind)
+    return [first, *(cycle[i % len(cycle)] for i in range(1, count))]

@@ -16,44 +16,28 @@ int`` is False, so a bool is not taken for an id or a presence type. dataclasses
 these. The tests build every model both ways and compare, and check each check against the
 model's annotations.
 
-What the server sends is described in PROTOCOL.md: ids are strings or integers and arrive as
-``id`` or ``_id``; every field may be missing, so every model field defaults to None.
+What the server sends is described in docs/protocol.rst: ids are strings or integers and
+arrive as ``id`` or ``_id``; every field may be missing, so every model field defaults to None.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, Callable, NamedTuple
 
 from .models import (
-    Ack,
+    EVENT_TYPES,
     Channel,
-    ChannelCreate,
     Embed,
     EmbedText,
     Event,
     Guild,
-    GuildCreate,
-    GuildDelete,
     GuildEvent,
-    GuildInit,
-    GuildJoin,
-    GuildUpdate,
-    Hello,
     Invite,
-    InviteCreate,
-    MemberJoin,
-    MessageCreate,
-    MessageDelete,
-    Notification,
     Presence,
-    PresenceUpdate,
-    Ready,
 )
 
-__all__ = ["EVENT_TYPES", "builder_for", "data_of", "decoded_event", "event_from_message", "parse"]
+__all__ = ["BUILDERS", "ENTRIES", "builder_for", "data_of", "decoded_event", "parse"]
 
 _loads = json.loads
 _raw_decode = json.JSONDecoder().raw_decode  # what json.loads runs, without its wrapping
@@ -281,7 +265,7 @@ def _fits_ack(data: Any, msg: dict[str, Any]) -> bool:
 
 def _unless_none(value: Any) -> Any:
     # The deployed server applied str() to every embed field, so one the sender left out
-    # arrives as the text "None" (PROTOCOL.md, last section).
+    # arrives as the text "None" (docs/protocol.rst).
     return None if value == "None" else value
 
 
@@ -419,86 +403,47 @@ class _Entry(NamedTuple):
     name: str  # the registered name: events share it instead of holding a copy each
 
 
-# One table, so that the public registry, the checks and the builders cannot disagree.
-_REGISTRY: tuple[tuple[str, type[Event], _Check, _Build], ...] = (
-    ("HELLO", Hello, _fits_hello, _build_hello),
-    ("READY", Ready, _fits_ready, _build_ready),
-    ("PRESENCE_UPDATE", PresenceUpdate, _fits_presence_update, _build_presence_update),
-    ("NOTIFICATION", Notification, _fits_notification, _build_notification),
-    ("GUILD_CREATE", GuildCreate, _fits_guild_event, _build_guild_event),
-    ("GUILD_JOIN", GuildJoin, _fits_guild_event, _build_guild_event),
-    ("GUILD_INIT", GuildInit, _fits_guild_event, _build_guild_event),
-    ("GUILD_UPDATE", GuildUpdate, _fits_guild_event, _build_guild_event),
-    ("GUILD_DELETE", GuildDelete, _fits_guild_event, _build_guild_event),
-    ("CHANNEL_CREATE", ChannelCreate, _fits_channel_create, _build_channel_create),
-    ("INVITE_CREATE", InviteCreate, _fits_invite_create, _build_invite_create),
-    ("MEMBER_JOIN", MemberJoin, _fits_member_join, _build_member_join),
-    ("MESSAGE_CREATE", MessageCreate, _fits_message_create, _build_message_create),
-    ("MESSAGE_DELETE", MessageDelete, _fits_message_delete, _build_message_delete),
-    ("ACK", Ack, _fits_ack, _build_ack),
-)
-
-#: Event name -> the model class :func:`event_from_message` builds for it (read-only).
-EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType(
-    {name: cls for name, cls, _, _ in _REGISTRY}
-)
-
-_ENTRIES: dict[str, _Entry] = {
-    name: _Entry(cls, fits, build, name) for name, cls, fits, build in _REGISTRY
+# The checks and builders of each name in models.EVENT_TYPES (which holds the classes).
+_FUNCTIONS: dict[str, tuple[_Check, _Build]] = {
+    "HELLO": (_fits_hello, _build_hello),
+    "READY": (_fits_ready, _build_ready),
+    "PRESENCE_UPDATE": (_fits_presence_update, _build_presence_update),
+    "NOTIFICATION": (_fits_notification, _build_notification),
+    "GUILD_CREATE": (_fits_guild_event, _build_guild_event),
+    "GUILD_JOIN": (_fits_guild_event, _build_guild_event),
+    "GUILD_INIT": (_fits_guild_event, _build_guild_event),
+    "GUILD_UPDATE": (_fits_guild_event, _build_guild_event),
+    "GUILD_DELETE": (_fits_guild_event, _build_guild_event),
+    "CHANNEL_CREATE": (_fits_channel_create, _build_channel_create),
+    "INVITE_CREATE": (_fits_invite_create, _build_invite_create),
+    "MEMBER_JOIN": (_fits_member_join, _build_member_join),
+    "MESSAGE_CREATE": (_fits_message_create, _build_message_create),
+    "MESSAGE_DELETE": (_fits_message_delete, _build_message_delete),
+    "ACK": (_fits_ack, _build_ack),
 }
-_BUILDERS: dict[type, _Build | None] = {cls: build for _, cls, _, build in _REGISTRY}
-_BUILDERS[Event] = None
-_BUILDERS[GuildEvent] = _build_guild_event
+if _FUNCTIONS.keys() != EVENT_TYPES.keys():  # pragma: no cover - caught by any import
+    raise ImportError("hatsu_sync._build and models.EVENT_TYPES name different events")
+
+ENTRIES: dict[str, _Entry] = {
+    name: _Entry(cls, *_FUNCTIONS[name], name) for name, cls in EVENT_TYPES.items()
+}
+BUILDERS: dict[type, _Build | None] = {entry.cls: entry.build for entry in ENTRIES.values()}
+BUILDERS[Event] = None
+BUILDERS[GuildEvent] = _build_guild_event
 
 _new = object.__new__
-_FROM_MSG: Any = object()
 
 
 def builder_for(cls: type) -> _Build | None:
     """The builder of ``cls``'s own fields (None for the base Event); a user's subclass of a
     model gets its model's."""
     try:
-        return _BUILDERS[cls]
+        return BUILDERS[cls]
     except KeyError:
         for base in cls.__mro__[1:]:
-            if base in _BUILDERS:
-                return _BUILDERS[base]
+            if base in BUILDERS:
+                return BUILDERS[base]
         return None
-
-
-def event_from_message(msg: dict[str, Any], data: Any = _FROM_MSG) -> Event:
-    """Build the event for one decoded gateway message, every field at once.
-
-    Args:
-        msg: a JSON object (as ``json.loads`` makes it) whose ``t`` is a str. It becomes the
-            event's ``raw`` as is (not copied).
-        data: the ``d`` to build from, when it differs from ``msg["d"]`` (READY's ``d`` is a
-            JSON document encoded as a string: pass it decoded, and ``raw`` keeps the string
-            as received). Default: ``msg.get("d")``.
-
-    Returns:
-        The model registered in :data:`EVENT_TYPES` for ``msg["t"]``; the base :class:`Event`
-        when the name is unknown or when the message's fields do not fit that model (a JSON
-        type other than the model's). Its ``data`` is ``data``; its ``_nbytes`` is 0 (there
-        is no message text).
-
-    Raises:
-        Nothing for any dict whose ``t`` is a str: every such message becomes an event.
-    """
-    if data is _FROM_MSG:
-        data = msg.get("d")
-    name = msg["t"]
-    entry = _ENTRIES.get(name)
-    event = _new(Event if entry is None or not entry.fits(data, msg) else entry.cls)
-    event._name = name if entry is None else entry.name
-    event._text = None
-    event._hot = None
-    event._nbytes = 0
-    event._raw = msg
-    event._data = data
-    if entry is not None and event.__class__ is not Event:
-        entry.build(event, data, msg)
-    return event
 
 
 def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int, hot: bool) -> Event:
@@ -512,7 +457,7 @@ def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int, hot: bool
         hot: keep ``msg`` too (in ``_hot``), until the caller sets it to None.
     """
     name = msg["t"]
-    entry = _ENTRIES.get(name)
+    entry = ENTRIES.get(name)
     if entry is None:
         event = _new(Event)
     else:

@@ -29,10 +29,10 @@ __all__ = ["Decoder"]
 
 # The recent window (see Decoder): how many of the latest events keep their parsed message,
 # and how many bytes of messages at most. A reader that keeps up reads events well inside it
-# (the transport hands the GIL over at each read from the socket, a few hundred events at
-# most); one that
-# falls behind finds older events holding their text only, and parses it on first read. A
-# message over _HOT_MESSAGE bytes never stays parsed: the parsed form can be 20x the text.
+# (the transport hands the GIL over at each read from the socket: a few hundred events at
+# most); one that falls behind finds older events holding their text only, and parses it on
+# first read. A message over _HOT_MESSAGE bytes never stays parsed: the parsed form can be
+# 20 times the text.
 _HOT_EVENTS = 512
 _HOT_BYTES = 256 * 1024
 _HOT_MESSAGE = 64 * 1024

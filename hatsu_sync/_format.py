@@ -3,7 +3,8 @@
 Redaction follows the library's one rule (:mod:`hatsu_sync._redact`, :mod:`hatsu_sync._display`):
 the given session id by the token rule (a short id does not garble other words), every session
 id a client registered in this process, and every string under a key that carries session ids
-(``s``, ``_s``, ``session_id``, ``session_ids``).
+(``s``, ``_s``, ``session_id``, ``session_ids``). Terminal safety (control characters) is the
+caller's: see :mod:`hatsu_sync._clitext`.
 """
 
 from __future__ import annotations
@@ -26,31 +27,10 @@ from .models import (
     Ready,
 )
 
-__all__ = ["describe", "redact"]
+__all__ = ["describe"]
 
-REDACTED = _redact.REDACTED
 _WIDTH = 15
 _MAX_DETAIL = 160
-
-
-def redact(value: Any, secret: str) -> Any:
-    """A JSON-like copy of ``value`` in which no string shows ``secret`` or a session id.
-
-    ``secret`` is replaced by :func:`hatsu_sync._redact.redact`'s rule inside every string
-    (keys too), registered session ids likewise, and every string under a key that carries
-    session ids is replaced whole. Models become dicts of their shown fields.
-    """
-    return _hide(plain(value), secret)
-
-
-def _hide(value: Any, secret: str) -> Any:
-    if isinstance(value, str):
-        return _redact.redact(value, secret)
-    if isinstance(value, dict):
-        return {_hide(key, secret): _hide(item, secret) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_hide(item, secret) for item in value]
-    return value
 
 
 def _compact(value: Any) -> str:

@@ -20,8 +20,9 @@ Displays (``repr()``, ``str()``, ``_repr_html_()``) never show a session id: see
 :mod:`hatsu_sync._display`. ``data`` and ``raw`` keep the real values.
 
 The checks and constructors per event live in :mod:`hatsu_sync._build`; this module holds the
-classes. It must not use ``from __future__ import annotations``: dataclasses-json reads the
-annotations at run time, and they must work on Python 3.9 (``Optional``, not ``X | None``).
+classes, the registry and :func:`event_from_message`. It must not use ``from __future__ import
+annotations``: dataclasses-json reads the annotations at run time, and they must work on
+Python 3.9 (``Optional``, not ``X | None``).
 """
 
 # The annotations below are read at run time by dataclasses-json on every supported Python,
@@ -31,7 +32,8 @@ annotations at run time, and they must work on Python 3.9 (``Optional``, not ``X
 import threading
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Any, Dict, List, Optional, Set, Tuple, Type, TypeVar, Union
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar, Union
 
 from dataclasses_json import DataClassJsonMixin
 
@@ -140,13 +142,13 @@ class _Lazy(_Model):
         # One read of `_hot`: the decoder may drop it at any moment, not in the middle of this.
         msg = self._hot
         if msg is None:
-            msg = _parse(text)  # outside the lock: it is the slow part
+            msg = _build.parse(text)  # outside the lock: it is the slow part
         data = msg.get("d")
         if type(data) is str:
-            data = _data_of(msg)
-        build = _BUILDERS.get(type(self), _UNSET)
+            data = _build.data_of(msg)
+        build = _build.BUILDERS.get(type(self), _UNSET)
         if build is _UNSET:  # a user's subclass of a model
-            build = _builder_for(type(self))
+            build = _build.builder_for(type(self))
         with _commit_lock:
             if self._text is None:  # another thread finished first: keep what it built
                 return
@@ -542,13 +544,69 @@ class Ack(Event):
     s: Any = None
 
 
-# The registry and the constructors need the classes above; they import this module, which is
-# complete by now (hatsu_sync/__init__.py imports this module before any other does _build).
-from ._build import (  # noqa: E402
-    _BUILDERS,
-    EVENT_TYPES,
-    event_from_message,
+#: Event name -> the model class :func:`event_from_message` (and the decoder) builds for it
+#: (read-only).
+EVENT_TYPES: Mapping[str, Type[Event]] = MappingProxyType(
+    {
+        "HELLO": Hello,
+        "READY": Ready,
+        "PRESENCE_UPDATE": PresenceUpdate,
+        "NOTIFICATION": Notification,
+        "GUILD_CREATE": GuildCreate,
+        "GUILD_JOIN": GuildJoin,
+        "GUILD_INIT": GuildInit,
+        "GUILD_UPDATE": GuildUpdate,
+        "GUILD_DELETE": GuildDelete,
+        "CHANNEL_CREATE": ChannelCreate,
+        "INVITE_CREATE": InviteCreate,
+        "MEMBER_JOIN": MemberJoin,
+        "MESSAGE_CREATE": MessageCreate,
+        "MESSAGE_DELETE": MessageDelete,
+        "ACK": Ack,
+    }
 )
-from ._build import builder_for as _builder_for  # noqa: E402
-from ._build import data_of as _data_of  # noqa: E402
-from ._build import parse as _parse  # noqa: E402
+
+_new = object.__new__
+_FROM_MSG: Any = object()
+
+
+def event_from_message(msg: Dict[str, Any], data: Any = _FROM_MSG) -> Event:
+    """Build the event for one decoded gateway message, every field at once.
+
+    Args:
+        msg: a JSON object (as ``json.loads`` makes it) whose ``t`` is a str. It becomes the
+            event's ``raw`` as is (not copied).
+        data: the ``d`` to build from, when it differs from ``msg["d"]`` (READY's ``d`` is a
+            JSON document encoded as a string: pass it decoded, and ``raw`` keeps the string
+            as received). Default: ``msg.get("d")``.
+
+    Returns:
+        The model registered in :data:`EVENT_TYPES` for ``msg["t"]``; the base :class:`Event`
+        when the name is unknown or when the message's fields do not fit that model (a JSON
+        type other than the model's). Its ``data`` is ``data``; its ``_nbytes`` is 0 (there
+        is no message text).
+
+    Raises:
+        Nothing for any dict whose ``t`` is a str: every such message becomes an event.
+    """
+    if data is _FROM_MSG:
+        data = msg.get("d")
+    name = msg["t"]
+    entry = _build.ENTRIES.get(name)
+    fits = entry is not None and entry.fits(data, msg)
+    event: Event = _new(entry.cls if fits else Event)  # type: ignore[union-attr]
+    event._name = name if entry is None else entry.name
+    event._text = None
+    event._hot = None
+    event._nbytes = 0
+    event._raw = msg
+    event._data = data
+    if fits:
+        entry.build(event, data, msg)  # type: ignore[union-attr]
+    return event
+
+
+# The checks and builders (hatsu_sync._build) need the classes above. Whichever of the two
+# modules is imported first, this binds the module object, whose names are all in place
+# before anything is decoded or read.
+from . import _build  # noqa: E402

@@ -595,7 +595,7 @@ def fits_by_annotations(msg: dict[str, Any]) -> bool:
         return False
     stub = types.SimpleNamespace()
     try:
-        _build._ENTRIES[name].build(stub, data, msg)
+        _build.ENTRIES[name].build(stub, data, msg)
     except (AttributeError, TypeError):  # a builder reading an object that is not one
         return False
     hints = typing.get_type_hints(cls)
