@@ -593,6 +593,11 @@ def fits_by_annotations(msg: dict[str, Any]) -> bool:
     cls = EVENT_TYPES[name]
     if name in D_IS_AN_OBJECT and not (data is None or type(data) is dict):
         return False
+    # GUILD_INIT's channels arrive as null, one object or a list (the builder would iterate a
+    # string, so the annotation alone cannot tell).
+    channels = data.get("channels") if name.startswith("GUILD_") and data is not None else None
+    if type(channels) not in (type(None), dict, list):
+        return False
     stub = types.SimpleNamespace()
     try:
         _build.ENTRIES[name].build(stub, data, msg)
