@@ -446,28 +446,39 @@ def builder_for(cls: type) -> _Build | None:
         return None
 
 
-def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int, hot: bool) -> Event:
-    """The event for a message the decoder parsed, holding only ``text`` until first read.
+def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int, build: bool) -> Event:
+    """The event for a message the decoder parsed.
 
     Args:
-        msg: the parsed message, a dict whose ``t`` is a str.
+        msg: the parsed message, a dict whose ``t`` is a str. Becomes ``raw`` if ``build``.
         text: the message as received: UTF-8 bytes (inflated), or a str (the caller keeps
             only ASCII ones as str: others cost up to four bytes a character). Not copied.
         nbytes: the message's size in bytes, stored as ``_nbytes``.
-        hot: keep ``msg`` too (in ``_hot``), until the caller sets it to None.
+        build: build every field now (the event is then "hot": see models._Lazy), rather
+            than on first read.
     """
     name = msg["t"]
     entry = ENTRIES.get(name)
+    data = msg.get("d")
     if entry is None:
         event = _new(Event)
     else:
         name = entry.name
-        data = msg.get("d")
         if type(data) is str:
             data = data_of(msg)
-        event = _new(entry.cls if entry.fits(data, msg) else Event)
+        if entry.fits(data, msg):
+            event = _new(entry.cls)
+            if build:
+                entry.build(event, data, msg)
+        else:
+            event = _new(Event)
+    if build:
+        if type(data) is str and entry is None:
+            data = data_of(msg)
+        event._raw = msg
+        event._data = data
     event._name = name
     event._text = text
     event._nbytes = nbytes
-    event._hot = msg if hot else None
+    event._hot = build
     return event

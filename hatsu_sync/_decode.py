@@ -27,12 +27,12 @@ from .models import Event
 
 __all__ = ["Decoder"]
 
-# The recent window (see Decoder): how many of the latest events keep their parsed message,
-# and how many bytes of messages at most. A reader that keeps up reads events well inside it
-# (the transport hands the GIL over at each read from the socket: a few hundred events at
-# most); one that falls behind finds older events holding their text only, and parses it on
-# first read. A message over _HOT_MESSAGE bytes never stays parsed: the parsed form can be
-# 20 times the text.
+# The recent window (see Decoder): how many of the latest events may stay built, and how many
+# bytes of messages at most. A reader that keeps up reads events well inside it (the
+# transport hands the GIL over at each read from the socket: a few hundred events at most);
+# one that falls behind finds older events holding their text only, and parses it on first
+# read. A message over _HOT_MESSAGE bytes is never built in advance: its objects can take 20
+# times its text.
 _HOT_EVENTS = 512
 _HOT_BYTES = 256 * 1024
 _HOT_MESSAGE = 64 * 1024
@@ -47,9 +47,11 @@ class Decoder:
     message raises a fatal error too, and the caller should fail the connection with the
     error's ``close_code`` and reconnect with a new decoder.
 
-    Events keep the message text and build their fields on first read. The latest events
-    (up to 512 of them and 256 KiB of messages) also keep the parsed message, so that a
-    reader that keeps up does not parse twice; the decoder drops it as they get older.
+    Events keep the message text, and their fields are built once. While the reader keeps up,
+    the decoder builds them at once for the latest events (up to 512 of them and 256 KiB of
+    messages), and undoes it for one that leaves that window unread; from then on (the reader
+    is behind) events are built on their first read, until one is read while still recent.
+    So an unread backlog costs its messages' text, and a reader that keeps up parses once.
 
     Attributes:
         encoding: ``"json"`` or ``"zlib"``, as sent in the identify.
@@ -74,8 +76,9 @@ class Decoder:
         self.max_message_size = max_message_size
         self._inflater = zlib.decompressobj() if encoding == "zlib" else None
         self._broken = False
-        self._recent: deque[Event] = deque()  # the events holding their parsed message
+        self._recent: deque[Event] = deque()  # the latest events, oldest first
         self._recent_bytes = 0
+        self._behind = False  # an event left the window unread: build on first read only
 
     def __repr__(self) -> str:
         state = " broken" if self._broken else ""
@@ -157,7 +160,9 @@ class Decoder:
             )
         if nbytes > _HOT_MESSAGE:
             return decoded_event(msg, text, nbytes, False)
-        event = decoded_event(msg, text, nbytes, True)
+        # Build now only while the reader keeps up: for one that is behind, the building
+        # would be undone before it reads the event.
+        event = decoded_event(msg, text, nbytes, not self._behind)
         recent = self._recent
         recent.append(event)
         self._recent_bytes += nbytes
@@ -166,14 +171,18 @@ class Decoder:
         return event
 
     def _cool(self) -> None:
-        """Drop the parsed message of the oldest recent events, back within the window."""
+        """Take the oldest events out of the recent window, undoing the building of those
+        nobody read, and note whether the reader keeps up."""
         recent = self._recent
         while len(recent) > _HOT_EVENTS or self._recent_bytes > _HOT_BYTES:
             old = recent.popleft()
             self._recent_bytes -= old._nbytes
-            # A reader that is building it right now holds its own reference; the next one
-            # parses the text.
-            old._hot = None
+            if old._text is None:
+                self._behind = False  # read while still recent
+            else:
+                self._behind = True
+                if old._hot:
+                    old._unbuild()
 
     def _inflate(self, payload: bytes | bytearray | str) -> bytes:
         """Inflate one binary message, stopping at ``max_message_size``."""

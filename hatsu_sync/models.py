@@ -104,33 +104,46 @@ def _all_slots(cls: type) -> Tuple[str, ...]:
     return slots
 
 
+_built_slots_of: _SlotCache = {}
+
+
+def _built_slots(cls: type) -> Tuple[str, ...]:
+    """The slots that building fills: raw, data and the typed fields."""
+    slots = _built_slots_of.get(cls)
+    if slots is None:
+        slots = tuple(f"_{f.name}" for f in fields(cls) if f.name != "name")
+        _built_slots_of[cls] = slots
+    return slots
+
+
 class _Lazy(_Model):
     """What every event stores: slots, and the message text until its first read."""
 
     __slots__ = ("_data", "_hot", "_name", "_nbytes", "_raw", "_text")
     _name: str
-    # The message as received (UTF-8 bytes, or an ASCII str) while nothing was read yet; None
-    # once built (or for an event built by hand).
+    # The message as received (UTF-8 bytes, or an ASCII str) until the first read; None after
+    # it (and for an event built by hand).
     _text: Union[bytes, str, None]
     _nbytes: int
     _data: Any
     _raw: Dict[str, Any]
-    # The message as the decoder parsed it, while the event is among the connection's most
-    # recent ones and unread: a reader that keeps up builds from it instead of parsing again.
-    # The decoder sets it back to None once the event is older (see _decode.Decoder).
-    _hot: Optional[Dict[str, Any]]
+    # True while every field is built (by the decoder, for one of the connection's latest
+    # events) but nobody read it yet: the first read then only claims it. The decoder undoes
+    # the building of an event nobody claimed once it is older (see _decode.Decoder).
+    _hot: bool
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Every way of making an event by hand (the constructor, from_dict, copy, pickle) comes
         # here first; the decoder makes its events without calling this.
         self = object.__new__(cls)
         self._text = None
-        self._hot = None
+        self._hot = False
         self._nbytes = 0
         return self
 
     def _load(self) -> None:
-        """Build ``raw``, ``data`` and the typed fields from the message text, once.
+        """Make ``raw``, ``data`` and the typed fields this event's own, building them from the
+        message text unless the decoder already has.
 
         Raises:
             RecursionError: the message is nested so deeply that it parsed in the client's
@@ -139,10 +152,14 @@ class _Lazy(_Model):
         text = self._text
         if text is None:
             return
-        # One read of `_hot`: the decoder may drop it at any moment, not in the middle of this.
-        msg = self._hot
-        if msg is None:
-            msg = _build.parse(text)  # outside the lock: it is the slow part
+        if self._hot:
+            with _commit_lock:
+                if self._hot:  # still built: claim it (the decoder will leave it alone)
+                    self._hot = False
+                    self._text = None
+                    return
+            # The decoder undid it meanwhile: build from the text below, like any older event.
+        msg = _build.parse(text)  # outside the lock: it is the slow part
         data = msg.get("d")
         if type(data) is str:
             data = _build.data_of(msg)
@@ -156,23 +173,32 @@ class _Lazy(_Model):
             self._data = data
             if build is not None:  # cannot misfit: the decoder checked this very text
                 build(self, data, msg)
-            self._hot = None
             self._text = None  # last: from here on readers take the slots as they are
 
+    def _unbuild(self) -> None:
+        """Drop what the decoder built, if nobody claimed it: back to the text alone."""
+        with _commit_lock:
+            if not self._hot:
+                return
+            self._hot = False
+            for slot in _built_slots(type(self)):
+                delattr(self, slot)
+
     def __getstate__(self) -> Tuple[Optional[Dict[str, Any]], Dict[str, Any]]:
-        # An unread event pickles and copies as its text, and stays lazy. `_hot` is a cache.
-        state = {}
-        for slot in _all_slots(type(self)):
-            if slot == "_hot":
-                continue
-            value = getattr(self, slot, _UNSET)
-            if value is not _UNSET:  # a typed slot of an unread event is not set
-                state[slot] = value
+        # An unread event pickles and copies as its text alone, and stays unread.
+        if self._text is not None:
+            state = {"_name": self._name, "_text": self._text, "_nbytes": self._nbytes}
+        else:
+            state = {}
+            for slot in _all_slots(type(self)):
+                value = getattr(self, slot, _UNSET)
+                if value is not _UNSET:
+                    state[slot] = value
         return getattr(self, "__dict__", None) or None, state
 
     def __setstate__(self, state: Tuple[Optional[Dict[str, Any]], Dict[str, Any]]) -> None:
         attributes, slots = state
-        self._hot = None  # not in the state; protocols 0 and 1 do not call __new__
+        self._hot = False  # protocols 0 and 1 do not call __new__
         if attributes:
             self.__dict__.update(attributes)
         for slot, value in slots.items():
@@ -597,7 +623,7 @@ def event_from_message(msg: Dict[str, Any], data: Any = _FROM_MSG) -> Event:
     event: Event = _new(entry.cls if fits else Event)  # type: ignore[union-attr]
     event._name = name if entry is None else entry.name
     event._text = None
-    event._hot = None
+    event._hot = False
     event._nbytes = 0
     event._raw = msg
     event._data = data

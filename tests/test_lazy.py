@@ -200,17 +200,51 @@ def test_zlib_events_keep_the_inflated_message() -> None:
         assert event == expected(msg)
 
 
-def test_events_past_the_recent_window_are_read_from_their_text() -> None:
-    """Only the latest events keep the parsed message; older ones build from text, all equal."""
+def built(event: Event) -> bool:
+    """True while the decoder's building of the event waits for its first reader."""
+    return bool(event._hot) and hasattr(event, "_raw")
+
+
+def test_unread_events_leaving_the_window_go_back_to_their_text() -> None:
+    """Unread events are built only while recent; the older ones hold their text, all equal."""
     decoder = Decoder()
-    count = _decode._HOT_EVENTS + 5
-    events = [decoder.decode(encode(PRESENCE), binary=False) for _ in range(count)]
-    assert events[0]._hot is None
-    assert events[-1]._hot is not None
+    window = _decode._HOT_EVENTS
+    events = [decoder.decode(encode(PRESENCE), binary=False) for _ in range(window + 5)]
+    assert not built(events[0])
+    assert not hasattr(events[0], "_raw")  # undone: only the text is left
+    assert built(events[window - 1])
+    # An event left the window unread: the reader is behind, so later ones wait to be read.
+    assert not built(events[-1])
+    assert all(unread(event) for event in events)
     want = expected(PRESENCE)
-    assert events[0] == want
-    assert events[-1] == want
-    assert events[-1]._hot is None  # read: the message is now its raw
+    assert all(event == want for event in events)
+
+
+def test_a_reader_that_keeps_up_reads_events_the_decoder_built() -> None:
+    """Events read soon after decoding come built, for as long as the reader keeps up."""
+    decoder = Decoder()
+    for _ in range(3 * _decode._HOT_EVENTS):
+        event = decoder.decode(encode(PRESENCE), binary=False)
+        assert built(event)
+        assert isinstance(event, PresenceUpdate)
+        assert event.presence is not None
+        assert not built(event)  # claimed: the decoder will not undo it
+    assert event == expected(PRESENCE)
+
+
+def test_a_reader_that_catches_up_gets_built_events_again() -> None:
+    """After a backlog, events are built on first read until the reader keeps up again."""
+    decoder = Decoder()
+    window = _decode._HOT_EVENTS
+    backlog = [decoder.decode(encode(PRESENCE), binary=False) for _ in range(window + 1)]
+    kinds = []
+    for _ in range(2 * window + 1):
+        event = decoder.decode(encode(PRESENCE), binary=False)
+        kinds.append(built(event))
+        assert event.raw == PRESENCE  # read as soon as decoded
+    assert kinds[0] is False
+    assert kinds[-1] is True
+    assert all(event == expected(PRESENCE) for event in backlog)
 
 
 def test_two_threads_reading_one_event_get_the_same_objects() -> None:
