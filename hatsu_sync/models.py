@@ -619,16 +619,22 @@ def event_from_message(msg: Dict[str, Any], data: Any = _FROM_MSG) -> Event:
         data = msg.get("d")
     name = msg["t"]
     entry = _build.ENTRIES.get(name)
-    fits = entry is not None and entry.fits(data, msg)
-    event: Event = _new(entry.cls if fits else Event)  # type: ignore[union-attr]
-    event._name = name if entry is None else entry.name
+    event: Event
+    if entry is None:
+        event = _new(Event)
+    else:
+        name = entry.name
+        event = _new(entry.cls)
+        try:
+            entry.fill(event, data, msg)
+        except _build.Misfit:
+            event = _new(Event)
+    event._name = name
     event._text = None
     event._hot = False
     event._nbytes = 0
     event._raw = msg
     event._data = data
-    if fits:
-        entry.build(event, data, msg)  # type: ignore[union-attr]
     return event
 
 

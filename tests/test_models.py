@@ -705,3 +705,44 @@ def test_none_text_elsewhere_is_kept() -> None:
     assert isinstance(guild, GuildUpdate)
     assert guild.guild == Guild(name="None")
     assert Embed(name="None").name == "None"  # built by hand: kept as given
+
+
+def fill_and_fits_agree(msg: dict[str, Any]) -> None:
+    """The decoder's two paths decide alike: fits() (an unread backlog) and fill() (events
+    built at once), and fill() builds what build() builds."""
+    entry = _build.ENTRIES[msg["t"]]
+    data = msg.get("d")
+    filled, built = types.SimpleNamespace(), types.SimpleNamespace()
+    try:
+        entry.fill(filled, data, msg)
+        fits = True
+    except _build.Misfit:
+        fits = False
+    assert entry.fits(data, msg) == fits
+    if fits:
+        entry.build(built, data, msg)
+        assert vars(filled) == vars(built)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(sorted(EVENT_TYPES)), rest=TOP_LEVEL)
+def test_fill_and_fits_agree(name: str, rest: dict[str, Any]) -> None:
+    """On random messages, fits() and fill() give one verdict, and fill() builds as build()."""
+    fill_and_fits_agree({**rest, "t": name})
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_fill_and_fits_agree_one_field_changed(data: st.DataObject) -> None:
+    """On realistic messages with one field replaced, fits() and fill() give one verdict."""
+    msg, _, _ = data.draw(st.sampled_from(CASES))
+    where = paths(msg)
+    if where:
+        path = data.draw(st.sampled_from(where))
+        fill_and_fits_agree(replaced(msg, path, data.draw(JSON_VALUES)))
+
+
+@pytest.mark.parametrize("msg", [m for m, _, _ in CASES] + MISFITS)
+def test_fill_and_fits_agree_on_the_listed_messages(msg: dict[str, Any]) -> None:
+    """Every realistic message and every listed misfit gets one verdict from both paths."""
+    fill_and_fits_agree(copy.deepcopy(msg))
