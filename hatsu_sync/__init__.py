@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from ._client import DEFAULT_FATAL_CLOSE_CODES, DEFAULT_GATEWAY, PRODUCTION_1, Client
+    from ._process import DuplicateClientWarning
     from ._state import Connected, Disconnected, State, Stats
     from .exceptions import (
         ClientClosed,
@@ -64,6 +65,7 @@ _SOURCES = {
     "DEFAULT_GATEWAY": "._client",
     "PRODUCTION_1": "._client",
     "Client": "._client",
+    "DuplicateClientWarning": "._process",
     "Connected": "._state",
     "Disconnected": "._state",
     "State": "._state",
@@ -144,6 +146,7 @@ __all__ = [
     "DecodeError",
     "Disconnected",
     "DiscoveryError",
+    "DuplicateClientWarning",
     "Embed",
     "EmbedText",
     "Event",

@@ -154,15 +154,18 @@ class Client:
 
     def _start(self, timeout: float) -> None:
         core = self._core
+        # First, while nothing is started: with warnings as errors (pytest -W error) the
+        # duplicate-client warning raises here, and must not leave a thread behind.
+        _process.opened(self, self._settings.session_id)
         core.state = State.CONNECTING
         supervisor = Supervisor(self._settings, core)
         core.supervisor = supervisor
         if core.closing:  # close() came meanwhile (a signal handler, another thread)
             core.state = State.CLOSED
+            _process.closed(self)
             raise ClientClosed("the client was closed while connecting")
         core.buffer.started = True  # get_event() may wait from now on
         core.callbacks.start()
-        _process.opened(self, self._settings.session_id)
         try:
             supervisor.start(timeout)
         except BaseException:

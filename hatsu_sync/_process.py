@@ -55,7 +55,11 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 
 def opened(client: Client, session_id: str) -> None:
-    """Count ``client`` as open; warn if another open client uses the same session id."""
+    """Count ``client`` as open; warn if another open client uses the same session id.
+
+    Raises:
+        DuplicateClientWarning: when warnings are errors; ``client`` is then not counted.
+    """
     for other in list(_open):
         if other is not client and not other.closed and other._settings.session_id == session_id:
             warnings.warn(

@@ -395,7 +395,8 @@ def test_server_ping_is_answered() -> None:
 def test_connected_clients_share_one_timer_thread(gateway: LocalGateway) -> None:
     """Each connected client costs at most two threads; keepalive runs on one shared timer."""
     clients = [
-        Client(SESSION, url=gateway.ws_url, ping_interval=5.0, ping_timeout=2.0) for _ in range(3)
+        Client(f"{SESSION}-{i}", url=gateway.ws_url, ping_interval=5.0, ping_timeout=2.0)
+        for i in range(3)
     ]
     try:
         for client in clients:

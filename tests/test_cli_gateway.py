@@ -102,7 +102,7 @@ def test_stdin_lines_go_to_every_client_and_bad_lines_are_reported() -> None:
         gateway.write('{"t": "EARLY", "d": 1}\n')  # no client yet: it waits for one
         with (
             Client(SESSION, gateway=discovery) as first,
-            Client(SESSION, gateway=discovery) as second,
+            Client(f"{SESSION}-2", gateway=discovery) as second,
         ):
             assert [e.name for e in take(first, 3)] == ["HELLO", "READY", "EARLY"]
             take(second, 2)

@@ -838,6 +838,26 @@ def test_a_second_open_client_for_one_session_is_warned_about(
     assert caught == []
 
 
+def test_the_duplicate_warning_as_an_error_leaves_nothing_started(
+    gateway: LocalGateway, make_client: MakeClient
+) -> None:
+    """With warnings as errors (pytest -W error) the duplicate warning raises from connect()
+    before anything starts: the second client stays IDLE, has no thread, and connects later."""
+    first = make_client()
+    first.connect(timeout=T)
+    threads_before = {thread.ident for thread in client_threads()}
+    second = make_client()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hatsu_sync.DuplicateClientWarning)
+        with pytest.raises(hatsu_sync.DuplicateClientWarning):
+            second.connect(timeout=T)
+    assert second.state is State.IDLE
+    assert {thread.ident for thread in client_threads()} <= threads_before
+    first.close()
+    second.connect(timeout=T)
+    assert second.get_event(timeout=T).name == "HELLO"
+
+
 def test_settings_reach_the_transport(make_client: MakeClient) -> None:
     """retry_first_connect is off by default and passed on when set."""
     assert make_client()._settings.retry_first_connect is False

@@ -32,7 +32,8 @@ USER_ID = DEFAULT_USER["_id"]
 
 def connected(gw: LocalGateway, make_client: MakeClient, n: int = 1, **kwargs: Any) -> Any:
     """``n`` clients connected to ``gw``, each past HELLO and READY."""
-    clients = [make_client(**kwargs) for _ in range(n)]
+    # One session id per client, as two users would have (and no DuplicateClientWarning).
+    clients = [make_client(f"{SESSION}-{i}" if i else SESSION, **kwargs) for i in range(n)]
     for client in clients:
         client.connect()
     gw.wait_for_clients(n)

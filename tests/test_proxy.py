@@ -258,7 +258,7 @@ def connect(gateway: Gateway) -> Iterator[Callable[..., Client]]:
     def make(**kwargs: Any) -> Client:
         kwargs.setdefault("gateway", gateway.gw.http_url)
         client = Client(
-            SESSION,
+            f"{SESSION}-{len(clients)}" if clients else SESSION,  # no DuplicateClientWarning
             ssl_context=gateway.client_context,
             backoff_base=0.01,
             backoff_max=0.05,
