@@ -1,23 +1,43 @@
 """Packaging for hatsu-sync, the synchronous client for the hatsu gateway."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+REPOSITORY = "https://github.com/hatsu-sync/hatsu-sync"
+
+
+def version() -> str:
+    """The version, read from hatsu_sync/__init__.py (its one place) without importing it."""
+    text = (HERE / "hatsu_sync" / "__init__.py").read_text(encoding="utf-8")
+    found = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    if found is None:
+        raise RuntimeError("hatsu_sync/__init__.py has no __version__ line")
+    return found.group(1)
+
 
 setup(
     name="hatsu-sync",
-    version="0.1.0",
+    version=version(),
     description="A synchronous Python client for the hatsu gateway event stream.",
     long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
     long_description_content_type="text/x-rst",
     license="MIT",
+    # setuptools >= 61 puts these in the wheel's .dist-info and in the sdist (MANIFEST.in too).
+    license_files=["LICENSE"],
+    url=REPOSITORY,
+    project_urls={
+        "Documentation": "https://hatsu-sync.github.io/hatsu-sync/",
+        "Source": REPOSITORY,
+        "Changelog": "https://hatsu-sync.github.io/hatsu-sync/changelog.html",
+        "Issues": f"{REPOSITORY}/issues",
+    },
     packages=find_packages(include=["hatsu_sync", "hatsu_sync.*"]),
     package_data={"hatsu_sync": ["py.typed"]},
     python_requires=">=3.9",
     install_requires=[
-        # 1.6 is the first release whose WebSocket frame buffer API we build on.
         "websocket-client>=1.6,<2",
         "requests>=2.25",
         "dataclasses-json>=0.5.7",
@@ -42,6 +62,9 @@ setup(
         "pytest11": ["hatsu_sync = hatsu_sync.pytest_plugin"],
     },
     classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "Operating System :: OS Independent",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Programming Language :: Python :: 3.9",

@@ -21,8 +21,8 @@ is never the bottleneck. What a connection gets is chosen by the query string of
   answered, not even pings or a close frame, until the client drops the connection).
 - ``kind``: ``presence``, ``guild_init`` or ``notification`` (see ``payloads.py``).
 - ``encoding``: ``json`` (one text frame per message) or ``zlib`` (the deployed server's way,
-  PROTOCOL.md: one zlib stream per connection, ``Z_FULL_FLUSH`` after each message, each message
-  a binary message fragmented into 1024-byte frames followed by an empty final continuation).
+  docs/protocol.rst: one zlib stream per connection, ``Z_FULL_FLUSH`` after each message, each
+  message a binary message fragmented into 1024-byte frames, then an empty final continuation).
 
 Only loopback addresses are served; every connection thread ends with its connection, and the
 process ends within a second of its standard input closing.

@@ -1,7 +1,7 @@
 """Realistic gateway messages for the benchmarks, shaped like what the deployed server sent.
 
 Each kind has a few variants (other ids, other texts), so a stream is not one message repeated
-byte for byte. See PROTOCOL.md for the shapes: ids are stringified snowflakes, PRESENCE_UPDATE
+byte for byte. docs/protocol.rst has the shapes: ids are stringified snowflakes, PRESENCE_UPDATE
 carries its user id at the top level, NOTIFICATION has no ``d``, GUILD_INIT adds ``channels``
 to the guild.
 """

@@ -272,7 +272,7 @@ class Connection:
                 # Left to open the socket, websocket-client would apply the environment's
                 # proxy rules, which hatsu_sync has already applied its own way.
                 options = {"socket": open_direct(url, context, deadline.remaining())}
-            ws.connect(  # type: ignore[no-untyped-call]
+            ws.connect(  # type: ignore[no-untyped-call, unused-ignore]
                 url,
                 timeout=deadline.remaining(),
                 suppress_origin=True,
@@ -281,7 +281,7 @@ class Connection:
                 redirect_limit=0,
                 **options,
             )
-            status = ws.getstatus()
+            status = ws.getstatus()  # type: ignore[no-untyped-call, unused-ignore]
             if status != 101:  # websocket-client 1.9.0 and older take an unfollowed 3xx as success
                 raise websocket.WebSocketException(
                     f"the handshake was answered with HTTP {status}: redirects are not followed"
@@ -352,7 +352,7 @@ class Connection:
     def _close_socket(self) -> None:
         ws = self._ws
         if ws is not None:
-            ws.shutdown()  # type: ignore[no-untyped-call]
+            ws.shutdown()  # type: ignore[no-untyped-call, unused-ignore]
 
     def teardown(self) -> None:
         """Stop the keepalive thread and close the socket (on the transport thread)."""

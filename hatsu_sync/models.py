@@ -12,7 +12,7 @@ about 750 us for one PRESENCE_UPDATE, so each model has a small hand-written con
 below that checks JSON types with ``type(x) is ...`` and calls the dataclass directly (about
 two hundred times cheaper). The tests build every model both ways and compare the results.
 
-What the server sends is described in PROTOCOL.md: ids are strings or integers and arrive as
+What the server sends is described in docs/protocol.rst: ids are strings or integers and arrive as
 ``id`` or ``_id``; every field may be missing, so every model field defaults to None.
 
 This module must not use ``from __future__ import annotations``: dataclasses-json reads the

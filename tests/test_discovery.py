@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import requests
 
 from hatsu_sync import DiscoveryError
 from hatsu_sync._discovery import discover, discovery_url, ws_url_from_answer
@@ -76,8 +75,9 @@ def gw() -> Iterator[LocalGateway]:
             b"  https://gateway-prod-1.vincentrps.xyz\r\n",
             "wss://gateway-prod-1.vincentrps.xyz",
         ),
-        (GATEWAY, b"\xef\xbb\xbfhttp://h.example:81", "ws://h.example:81"),
-        (GATEWAY, b"ws://h.example:81/path", "ws://h.example:81/path"),
+        ("http://127.0.0.1:8080", b"\xef\xbb\xbfhttp://h.example:81", "ws://h.example:81"),
+        ("http://127.0.0.1:8080", b"ws://h.example:81/path", "ws://h.example:81/path"),
+        (GATEWAY, b"\xef\xbb\xbfhttps://h.example:81", "wss://h.example:81"),
         (GATEWAY, b"WSS://h.example", "wss://h.example"),
     ],
 )
@@ -158,10 +158,21 @@ def test_excerpt_is_short_and_printable() -> None:
 
 
 @pytest.mark.parametrize(
-    "gateway", ["ws://gateway.example", "ftp://gateway.example", "gateway.example", "", "https://"]
+    "gateway",
+    [
+        "ws://gateway.example",
+        "ftp://gateway.example",
+        "gateway.example",
+        "",
+        "https://",
+        "http://gate way.example",
+        "http://gateway.example/x\x00y",
+        "http://gateway.example/\u2028x",
+    ],
 )
 def test_gateway_must_be_http(gateway: str) -> None:
-    """A gateway base URL that is not http(s) with a host is refused before any request."""
+    """A gateway base URL that is not http(s) with a host, or that holds spaces or control
+    characters (they would reach the request line), is refused before any request."""
     with pytest.raises(DiscoveryError, match="must be an http"):
         discovery_url(gateway)
     with pytest.raises(DiscoveryError, match="must be an http"):
@@ -228,7 +239,7 @@ def test_discover_gives_up_on_a_hanging_server(gw: LocalGateway) -> None:
         discover(gw.http_url, timeout=0.3)
     assert time.monotonic() - started < T / 2
     assert caught.value.status is None
-    assert isinstance(caught.value.__cause__, requests.Timeout)
+    assert isinstance(caught.value.__cause__, TimeoutError)
 
 
 def test_discover_reports_a_refused_connection(refused_url: str) -> None:
@@ -237,7 +248,7 @@ def test_discover_reports_a_refused_connection(refused_url: str) -> None:
         discover(refused_url, timeout=T)
     assert refused_url + "/available" in str(caught.value)
     assert caught.value.status is None
-    assert isinstance(caught.value.__cause__, requests.ConnectionError)
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)
 
 
 def test_discover_cuts_off_a_huge_body(gw: LocalGateway) -> None:
@@ -426,7 +437,7 @@ def test_default_verification_refuses_an_unknown_ca(
     url, _ = tls_gateway
     with pytest.raises(DiscoveryError, match="TLS") as caught:
         discover(url, timeout=T)
-    assert isinstance(caught.value.__cause__, requests.exceptions.SSLError)
+    assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
 
 
 def test_arguments_are_checked() -> None:

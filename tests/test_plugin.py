@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import configparser
 import os
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -105,3 +107,66 @@ def test_installed_entry_point_loads_the_plugin(pytester_env: pytest.Pytester) -
     )
     result = pytester_env.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
     result.assert_outcomes(passed=1)
+
+
+HEAVY_MODULES = ("hatsu_sync._client", "hatsu_sync.models", "websocket", "requests", "websockets")
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The HEAVY_MODULES a fresh interpreter has loaded after running ``code``."""
+    script = (
+        f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_loading_the_plugin_imports_neither_the_client_nor_its_dependencies() -> None:
+    """Importing the plugin module (what the pytest11 entry point does) loads no client code."""
+    assert _loaded_after("import hatsu_sync.pytest_plugin") == []
+
+
+def test_a_pytest_run_with_the_plugin_but_no_fixture_stays_light(
+    pytester_env: pytest.Pytester,
+) -> None:
+    """A pytest session that loads the plugin and never uses hatsu_gateway imports no client."""
+    pytester_env.makepyfile(
+        f"""
+        import sys
+
+        def test_nothing_heavy_was_imported():
+            assert [m for m in {HEAVY_MODULES!r} if m in sys.modules] == []
+        """
+    )
+    result = pytester_env.runpytest_subprocess(*PLUGIN_ARGS, timeout=60)
+    result.assert_outcomes(passed=1)
+
+
+def test_public_names_load_on_first_use() -> None:
+    """`from hatsu_sync import X` and `hatsu_sync.X` give every name of __all__, lazily."""
+    code = (
+        "import hatsu_sync, sys\n"
+        "assert 'hatsu_sync._client' not in sys.modules\n"
+        "from hatsu_sync import Client\n"
+        "assert Client.__module__ == 'hatsu_sync._client'\n"
+        "from hatsu_sync import *\n"
+        "assert all(hasattr(hatsu_sync, n) for n in hatsu_sync.__all__)\n"
+        "assert set(hatsu_sync.__all__) <= set(dir(hatsu_sync))\n"
+        "try:\n"
+        "    hatsu_sync.NoSuchName\n"
+        "except AttributeError as exc:\n"
+        "    assert 'NoSuchName' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
+    assert "hatsu_sync._client" in _loaded_after(code)

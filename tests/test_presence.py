@@ -1,6 +1,6 @@
 """Presence end to end: Client.update_presence(), LocalGateway's fan-out, and HEARTBEAT/ACK.
 
-The deployed gateway (PROTOCOL.md, and its source in decker-archive/gateway-legacy) read a
+The deployed gateway (docs/protocol.rst; its source is decker-archive/gateway-legacy) read a
 client message ``{"t": "PRESENCE", "type": 1-4, "description", "emoji", "embed": {"name",
 "description", "banner_url", "top_text", "bottom_text"}}``, dropped it without a word when it
 did not fit, and sent ``{"t": "PRESENCE_UPDATE", "id": <user id>, "d": {...}}`` to everyone

@@ -1,24 +1,29 @@
-"""README.rst: every code block runs, every output shown is real, every table matches the code.
+"""README.rst and docs/*.rst: every code block runs, every output shown is real, every table
+matches the code, and the API reference covers every public name.
 
-How the README's blocks are run:
+How the documents' blocks are run:
 
-- The python blocks of one section form one program, run in a subprocess. From the section
-  "The snippets in this guide" on, that section's block (which starts a LocalGateway and
-  defines ``GATEWAY`` and ``play()``) runs first in every program.
+- The python blocks of one section of one document form one program, run in a subprocess.
+  In the docs (not the README), the block of the guide's section "The snippets in this guide"
+  (which starts a LocalGateway and defines ``GATEWAY`` and ``play()``) runs first in every
+  program.
 - A ``text`` block right after a python block is that program's output: each of its lines must
   appear in the program's output (stdout, then stderr), in order; ``PORT`` stands for a port
   number, a trailing ``...`` for anything, and a line ``...`` for any number of lines.
 - A python block with ``:class: pytest`` is a test module, run with pytest and the plugin.
-- Console blocks: the quick start's two commands are checked word for word, every
+- Console blocks: the README quick start's two commands are checked word for word, every
   ``hatsu-sync`` command line is parsed by the real command line parser, and the demo's output
-  shown in the README is compared with the real one.
+  shown in the docs is compared with the real one.
+- ``json`` blocks (the protocol page) are checked to be JSON documents.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import dataclasses
 import inspect
+import json
 import os
 import re
 import shlex
@@ -38,6 +43,9 @@ from .conftest import T
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.rst"
+DOCS = REPO / "docs"
+DOCUMENTS = [README, *sorted(DOCS.glob("*.rst"))]
+GUIDE = DOCS / "guide.rst"
 SETUP_SECTION = "The snippets in this guide"
 LEAD_SECTIONS = ("Faults and what you see", "Performance", "Security")
 QUICK_START = (
@@ -48,6 +56,7 @@ QUICK_START = (
 
 @dataclasses.dataclass
 class Block:
+    document: str
     section: str
     language: str
     options: dict[str, str]
@@ -55,8 +64,8 @@ class Block:
     line: int
 
 
-def parse_readme(text: str) -> list[Block]:
-    """The README's code blocks, in order, each with the title of its section."""
+def parse_document(text: str, document: str) -> list[Block]:
+    """A document's code blocks, in order, each with the title of its section (or page)."""
     lines = text.splitlines()
     blocks: list[Block] = []
     section = ""
@@ -64,7 +73,7 @@ def parse_readme(text: str) -> list[Block]:
     while index < len(lines):
         line = lines[index]
         underline = lines[index + 1] if index + 1 < len(lines) else ""
-        if line[:1].strip() and re.fullmatch(r"-{3,}|~{3,}", underline):
+        if line[:1].strip() and re.fullmatch(r"={3,}|-{3,}|~{3,}", underline):
             section = line.strip()
         match = re.match(r"\.\. code-block:: (\w+)\s*$", line)
         if not match:
@@ -82,37 +91,47 @@ def parse_readme(text: str) -> list[Block]:
             body.append(lines[index])
             index += 1
         code = "\n".join(line[4:] if line.startswith("    ") else line for line in body)
-        blocks.append(Block(section, match.group(1), options, code.strip("\n") + "\n", start + 1))
+        code = code.strip("\n") + "\n"
+        blocks.append(Block(document, section, match.group(1), options, code, start + 1))
     return blocks
 
 
-TEXT = README.read_text(encoding="utf-8")
-BLOCKS = parse_readme(TEXT)
+TEXTS = {path.relative_to(REPO).as_posix(): path.read_text(encoding="utf-8") for path in DOCUMENTS}
+TEXT = TEXTS["README.rst"]
+BLOCKS = [block for name, text in TEXTS.items() for block in parse_document(text, name)]
+
+
+def setup_code() -> str:
+    """The guide's setup block, run first in every program of the docs."""
+    found = [b for b in BLOCKS if b.section == SETUP_SECTION and b.language == "python"]
+    assert len(found) == 1, "the guide's setup block"
+    assert found[0].document == GUIDE.relative_to(REPO).as_posix()
+    return found[0].code
 
 
 def programs() -> list[tuple[str, str, list[str]]]:
-    """(section, program, expected output lines) for each section with python blocks."""
-    setup = ""
-    seen_setup = False
+    """(document: section, program, expected output lines) for each section with python
+    blocks."""
+    setup = setup_code()
     by_section: dict[str, tuple[list[str], list[str]]] = {}
     previous: Block | None = None
     for block in BLOCKS:
+        key = f"{block.document}: {block.section}"
         if block.language == "python" and "pytest" not in block.options.get("class", ""):
-            if block.section == SETUP_SECTION:
-                setup, seen_setup = block.code, True
-            else:
-                codes, _ = by_section.setdefault(block.section, ([setup] if seen_setup else [], []))
+            if block.section != SETUP_SECTION:
+                first = [] if block.document == "README.rst" else [setup]
+                codes, _ = by_section.setdefault(key, (first, []))
                 codes.append(block.code)
         elif (
             block.language == "text"
             and previous is not None
             and previous.language == "python"
-            and previous.section in by_section
-            and block.section == previous.section
+            and key in by_section
+            and (block.document, block.section) == (previous.document, previous.section)
         ):
-            by_section[block.section][1].extend(block.code.splitlines())
+            by_section[key][1].extend(block.code.splitlines())
         previous = block
-    return [(section, "\n".join(codes), out) for section, (codes, out) in by_section.items()]
+    return [(key, "\n".join(codes), out) for key, (codes, out) in by_section.items()]
 
 
 def env() -> dict[str, str]:
@@ -170,7 +189,9 @@ def test_section_snippets_run(
 PYTEST_BLOCKS = [b for b in BLOCKS if "pytest" in b.options.get("class", "")]
 
 
-@pytest.mark.parametrize("block", PYTEST_BLOCKS, ids=[f"line {b.line}" for b in PYTEST_BLOCKS])
+@pytest.mark.parametrize(
+    "block", PYTEST_BLOCKS, ids=[f"{b.document} line {b.line}" for b in PYTEST_BLOCKS]
+)
 def test_pytest_snippets_pass(block: Block, tmp_path: Path) -> None:
     """Each pytest snippet passes under pytest with the hatsu_gateway plugin."""
     (tmp_path / "test_snippet.py").write_text(block.code, encoding="utf-8")
@@ -193,11 +214,20 @@ def test_pytest_snippets_pass(block: Block, tmp_path: Path) -> None:
 
 def test_every_python_block_is_run() -> None:
     """No python block escapes the runs above (each belongs to a section program or pytest)."""
-    run_sections = {section for section, _, _ in PROGRAMS} | {SETUP_SECTION}
+    run_sections = {section for section, _, _ in PROGRAMS}
     for block in BLOCKS:
-        if block.language == "python":
-            assert "pytest" in block.options.get("class", "") or block.section in run_sections
-    assert {b.language for b in BLOCKS} <= {"python", "text", "console"}
+        if block.language == "python" and block.section != SETUP_SECTION:
+            key = f"{block.document}: {block.section}"
+            assert "pytest" in block.options.get("class", "") or key in run_sections, key
+    assert {b.language for b in BLOCKS} <= {"python", "text", "console", "json"}
+
+
+def test_json_blocks_are_json() -> None:
+    """Every json block (the protocol's messages) is one valid JSON document."""
+    blocks = [b for b in BLOCKS if b.language == "json"]
+    assert blocks
+    for block in blocks:
+        json.loads(block.code)
 
 
 def test_every_text_block_is_checked() -> None:
@@ -205,14 +235,23 @@ def test_every_text_block_is_checked() -> None:
     checked = 0
     for previous, block in zip(BLOCKS, BLOCKS[1:]):
         if block.language == "text":
-            after_python = previous.language == "python" and previous.section == block.section
-            assert after_python or "LocalGateway on http" in block.code, block.line
+            after_python = previous.language == "python" and (
+                (previous.document, previous.section) == (block.document, block.section)
+            )
+            assert after_python or "LocalGateway on http" in block.code, (
+                block.document,
+                block.line,
+            )
             checked += 1
     assert checked >= 5
 
 
 def quick_start_commands() -> list[str]:
-    blocks = [b for b in BLOCKS if b.section == "Quick start" and b.language == "console"]
+    blocks = [
+        b
+        for b in BLOCKS
+        if (b.document, b.section, b.language) == ("README.rst", "Quick start", "console")
+    ]
     assert len(blocks) == 1
     return [line.strip() for line in blocks[0].code.splitlines() if line.strip()]
 
@@ -242,8 +281,11 @@ def test_console_commands_parse() -> None:
     """Every hatsu-sync command line in the README is accepted by the real parser."""
     commands = hatsu_sync_commands()
     assert {c[0] for c in commands} == {"demo", "listen", "gateway"}
+    parser = _parser()
+    if isinstance(parser, tuple):  # (the parser, its subparsers by command)
+        parser = parser[0]
     for words in commands:
-        _parser().parse_args(words)
+        parser.parse_args(words)
 
 
 def test_demo_output_is_what_the_readme_shows(capsys: pytest.CaptureFixture[str]) -> None:
@@ -255,9 +297,12 @@ def test_demo_output_is_what_the_readme_shows(capsys: pytest.CaptureFixture[str]
 
 
 def sections() -> dict[str, str]:
-    """Each section's title and text (up to the next title of any level)."""
-    parts = re.split(r"^([^\s].*)\n(?:-{3,}|~{3,}|={3,})\n", TEXT, flags=re.M)
-    return dict(zip(parts[1::2], parts[2::2]))
+    """Each section's title and text (up to the next title of any level), in every document."""
+    found: dict[str, str] = {}
+    for text in TEXTS.values():
+        parts = re.split(r"^([^\s].*)\n(?:-{3,}|~{3,}|={3,})\n", text, flags=re.M)
+        found.update(zip(parts[1::2], parts[2::2]))
+    return found
 
 
 def test_listen_ends_quietly_when_the_reader_goes_away() -> None:
@@ -296,10 +341,14 @@ def test_reference_sections_are_written() -> None:
 
 
 def table_rows(header: str) -> list[str]:
-    """The rows of the RST simple table whose header row starts with ``header``: the text of
-    each row, continuation lines joined."""
-    lines = TEXT.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    """The rows of the RST simple table whose header row starts with ``header`` (in any
+    document): the text of each row, continuation lines joined."""
+    lines = "\n".join(TEXTS.values()).splitlines()
+    start = next(
+        i
+        for i, line in enumerate(lines[:-1])
+        if line.startswith(header) and lines[i + 1].startswith("===")
+    )
     rows: list[str] = []
     for line in lines[start + 2 :]:
         if line.startswith("="):
@@ -350,7 +399,7 @@ def test_settings_table_matches_the_constructor() -> None:
         default = _default(cell)
         if default is not inspect.Parameter.empty:
             assert parameters[name].default == default, name
-    fatal = re.search(r"default ([\d, ]+):", TEXT)
+    fatal = re.search(r"default ([\d, ]+):", "\n".join(TEXTS.values()))
     assert fatal is not None
     codes = {int(code) for code in fatal.group(1).split(",")}
     assert codes == set(hatsu_sync.DEFAULT_FATAL_CLOSE_CODES)
@@ -361,3 +410,52 @@ def test_readme_is_valid_restructuredtext() -> None:
     core = pytest.importorskip("docutils.core")
     settings = {"report_level": 2, "halt_level": 2, "warning_stream": False}
     core.publish_parts(TEXT, writer_name="html", settings_overrides=settings)
+
+
+API_DIRECTIVE = re.compile(r"^\.\. (?:auto\w+|module)::\s+(\S+)", re.M)
+
+
+def test_api_reference_covers_every_public_name() -> None:
+    """docs/api.rst documents every name of hatsu_sync.__all__ and of hatsu_sync.testing's."""
+    import hatsu_sync.testing
+
+    text = TEXTS["docs/api.rst"]
+    module = ""
+    documented: set[str] = set()
+    for name in API_DIRECTIVE.findall(text):
+        if name.startswith("hatsu_sync"):
+            module = name
+        else:
+            documented.add(f"{module}.{name}")
+    for owner in (hatsu_sync, hatsu_sync.testing):
+        for name in owner.__all__:
+            assert f"{owner.__name__}.{name}" in documented, f"{owner.__name__}.{name}"
+
+
+def test_errors_tables_tell_hatsu_errors_from_builtin_ones() -> None:
+    """The guide's first errors table lists every HatsuError and nothing else; its second
+    lists builtin exceptions only, none of them a HatsuError."""
+    first_cells = [re.split(r"\s{2,}", row)[0] for row in table_rows("``HatsuError``")]
+    listed = {re.match(r"``(\w+)``", cell).group(1) for cell in first_cells}  # type: ignore[union-attr]
+    errors = {getattr(hatsu_sync, name) for name in listed}
+    every = {
+        value
+        for value in map(vars(hatsu_sync).get, hatsu_sync.__all__)
+        if isinstance(value, type) and issubclass(value, hatsu_sync.HatsuError)
+    }
+    assert errors == every - {hatsu_sync.HatsuError}
+    builtin_cells = [re.split(r"\s{2,}", row)[0] for row in table_rows("Builtin exception")]
+    names = [name for cell in builtin_cells for name in re.findall(r"``(\w+)``", cell)]
+    assert {"ValueError", "TypeError", "RuntimeError", "TimeoutError"} <= set(names)
+    for name in names:
+        error = getattr(builtins, name)
+        assert not issubclass(error, hatsu_sync.HatsuError), name
+
+
+def test_nothing_cites_a_protocol_file_the_repository_lacks() -> None:
+    """Docstrings and comments cite docs/protocol.rst, not a PROTOCOL.md that is not here."""
+    assert (DOCS / "protocol.rst").is_file()
+    for folder in ("hatsu_sync", "tests", "benchmarks", "examples", "docs"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path.name != "test_readme.py":
+                assert "PROTOCOL.md" not in path.read_text(encoding="utf-8"), path

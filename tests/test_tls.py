@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any, Callable
 import pytest
 
 from hatsu_sync import Client, ConnectError, DiscoveryError
+from hatsu_sync._discovery import discover
 from hatsu_sync.testing import LocalGateway
 
 from .conftest import SESSION, T
+from .hostile_http import HostileServer, answer
 
 trustme = pytest.importorskip("trustme")
 
@@ -226,21 +229,91 @@ def test_a_context_without_host_name_checks_warns(
     assert any("does not check the host name" in r.getMessage() for r in caplog.records)
 
 
-def test_https_discovery_naming_plain_ws_warns(
-    gw: LocalGateway,
-    trusting: ssl.SSLContext,
-    clients: Callable[..., Client],
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("form", ["url-object", "json-string", "plain-text", "http-url"])
+def test_https_discovery_naming_plain_ws_is_refused(
+    gw: LocalGateway, trusting: ssl.SSLContext, clients: Callable[..., Client], form: str
 ) -> None:
-    """An https:// discovery answer that names a plain ws:// URL is followed, with a warning
-    that the session id will travel unencrypted."""
+    """An https:// discovery answer that names a plain ws:// URL, in any form, fails connect()
+    with a DiscoveryError saying why, and no websocket connection is made."""
     with LocalGateway() as plain:
-        gw.set_discovery_answer(200, json.dumps({"url": plain.ws_url}))
+        bodies = {
+            "url-object": json.dumps({"url": plain.ws_url}),
+            "json-string": json.dumps(plain.ws_url),
+            "plain-text": plain.ws_url,
+            "http-url": plain.ws_url.replace("ws://", "http://"),
+        }
+        gw.set_discovery_answer(200, bodies[form])
         client = clients(gateway=gw.http_url, ssl_context=trusting)
-        with caplog.at_level(logging.WARNING, logger="hatsu_sync"):
+        with pytest.raises(DiscoveryError, match="session id unencrypted") as caught:
             client.connect(timeout=T)
-        assert client.get_event(timeout=T).name == "HELLO"
-        client.close()
-    assert any(
-        "unencrypted" in r.getMessage() and plain.ws_url in r.getMessage() for r in caplog.records
+        assert plain.ws_url in str(caught.value)
+        assert "url=" in str(caught.value)
+        assert plain.connections == 0
+        # Reaching the plain gateway on purpose still works.
+        direct = clients(url=plain.ws_url)
+        direct.connect(timeout=T)
+        assert direct.get_event(timeout=T).name == "HELLO"
+
+
+def trust_settings(context: ssl.SSLContext) -> tuple[Any, ...]:
+    """Everything about a context that deciding trust could change."""
+    return (
+        context.verify_mode,
+        context.check_hostname,
+        context.options,
+        context.verify_flags,
+        context.minimum_version,
+        context.cert_store_stats(),
+        len(context.get_ca_certs()),
     )
+
+
+def lenient_context(ca: Any) -> ssl.SSLContext:
+    """Trusts the test CA, checks no host name, asks for a certificate without requiring it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(context)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+def test_check_hostname_off_rules_both_hops_and_the_context_is_unchanged(
+    ca: Any, clients: Callable[..., Client]
+) -> None:
+    """With check_hostname off (and CERT_OPTIONAL), a certificate for another host name is
+    accepted by discovery and by the websocket alike, on connect and on reconnect, and the
+    caller's context comes back exactly as it was (CERT_OPTIONAL stays CERT_OPTIONAL)."""
+    with LocalGateway(ssl_context=server_context(ca, "gateway.example")) as gw:
+        context = lenient_context(ca)
+        before = trust_settings(context)
+        client = clients(gateway=gw.http_url, ssl_context=context)
+        client.connect(timeout=T)
+        assert [client.get_event(timeout=T).name for _ in range(2)] == ["HELLO", "READY"]
+        gw.disconnect(1011)
+        assert [client.get_event(timeout=T).name for _ in range(2)] == ["HELLO", "READY"]
+        assert gw.discovery_requests == 2
+        assert trust_settings(context) == before
+        assert context.verify_mode == ssl.CERT_OPTIONAL
+
+
+@pytest.mark.parametrize("check_hostname", [False, True])
+def test_discovery_on_an_ip_address_follows_check_hostname(ca: Any, check_hostname: bool) -> None:
+    """discover() to 127.0.0.1 whose certificate names another host succeeds with
+    check_hostname off and fails with it on, as the websocket hop does."""
+
+    def port_answer(conn: socket.socket, server: HostileServer) -> None:
+        answer(conn, server, "200 OK", b'{"port": 4443}')
+
+    with HostileServer(port_answer, tls=server_context(ca, "gateway.example")) as server:
+        context = lenient_context(ca)
+        context.check_hostname = check_hostname
+        before = trust_settings(context)
+        if check_hostname:
+            with pytest.raises(DiscoveryError, match="IP address mismatch") as caught:
+                discover(server.url("https"), timeout=T, ssl_context=context)
+            assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+        else:
+            assert discover(server.url("https"), timeout=T, ssl_context=context) == (
+                "wss://127.0.0.1:4443"
+            )
+        assert trust_settings(context) == before
