@@ -153,8 +153,7 @@ def _steady(results: dict[str, Any]) -> list[Target]:
 
 def _garbage(kinds: dict[str, int]) -> str:
     # The class names without their modules: "Embed", "lock", "WebSocket".
-    shown = ", ".join(f"{n:,} {k.rsplit('.', 1)[-1]}" for k, n in list(kinds.items())[:4])
-    return f"; most: {shown}" if shown else ""
+    return ", ".join(f"{n:,} {k.rsplit('.', 1)[-1]}" for k, n in list(kinds.items())[:5])
 
 
 def _memory(memory: dict[str, Any] | None, cycles: dict[str, Any] | None) -> list[Target]:
@@ -195,17 +194,18 @@ def _memory(memory: dict[str, Any] | None, cycles: dict[str, Any] | None) -> lis
         )
         for style, label in (
             ("pull", "pull-style client"),
-            ("callback", f"callback client, {callback['events']:,} events buffered"),
+            ("callback", f"callback client ({callback['events']:,} buffered)"),
         ):
             got = cycles[style]
             rows.append(
                 [
                     f"{label}: close(); del client; gc.collect()",
                     f"found {got['found']:,} objects in {got['pause_ms']:.0f} ms; the Client "
-                    f"freed at del: {'yes' if got['freed_by_refcount'] else 'no'}"
-                    f"{_garbage(got['kinds'])}",
+                    f"object freed at del: {'yes' if got['freed_by_refcount'] else 'no'}",
                 ]
             )
+            if got["kinds"]:
+                rows.append(["  the most common of them", _garbage(got["kinds"])])
             targets.append(
                 (
                     "2",
@@ -237,11 +237,9 @@ def _threads(idle: dict[str, Any] | None, dead: dict[str, Any] | None) -> list[T
         shared = idle["shared_threads"]
         per_client = idle["threads_per_client"]
         rows.append(
-            [
-                "threads per connected client (+ shared by all)",
-                f"{per_client:.2f} (+ {shared:.0f}): {kinds}",
-            ]
+            ["threads per connected client (+ shared by all)", f"{per_client:.2f} (+ {shared:.0f})"]
         )
+        rows.append([f"  the threads of {idle['clients']:,} clients, by name", kinds])
         k = idle["clients"]
         rows.append(
             [
