@@ -167,6 +167,7 @@ class Decoder:
                 "it cannot be inflated on this connection",
                 fatal=True,
                 size=size,
+                close_code=1007,
             )
         if isinstance(payload, str):
             raise TypeError("a binary message must be bytes, not str")
@@ -182,6 +183,7 @@ class Decoder:
                 f"a {size}-byte binary message holds corrupt zlib data ({exc})",
                 fatal=True,
                 size=size,
+                close_code=1007,
             ) from exc
         if len(document) > limit or inflater.unconsumed_tail:
             self._broken = True
@@ -190,6 +192,7 @@ class Decoder:
                 f"({limit} bytes); inflating stopped there",
                 fatal=True,
                 size=size,
+                close_code=1009,
             )
         if inflater.eof:
             # The message was a complete zlib stream of its own: the next one starts another.

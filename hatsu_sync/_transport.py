@@ -12,9 +12,10 @@ Threads, and why there are this many:
   when ``select`` wakes up, up to ``ping_timeout`` late).
 
 websocket-client's ``WebSocketApp.run_forever`` is not used: its reconnect is a fixed sleep to a
-fixed URL, and it assembles fragmented messages without any size limit. The reader here parses
-the frames itself from 64 KiB reads of websocket-client's socket (see ``Connection._read``), so
-it can refuse an oversized frame from its header and skip its payload without ever buffering it.
+fixed URL, and it assembles fragmented messages without any size limit. The reader here feeds
+64 KiB reads of websocket-client's socket to :mod:`hatsu_sync._frames` (see
+``Connection._read``), which refuses an oversized frame from its header and fails the
+connection on any RFC 6455 violation.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from typing import Any, Callable, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import websocket
-from websocket import ABNF
 
 from ._decode import Decoder
 from ._discovery import discover, discovery_url
+from ._frames import Close, FrameParser, Ping, Pong, ProtocolError
 from ._netconfig import open_direct, proxy_auth, proxy_for, shown_proxy, tls_context
 from ._state import Deadline, Disconnected, State
 from .exceptions import (
@@ -52,40 +53,8 @@ __all__ = ["Connection", "Ending", "Listener", "Settings", "Supervisor", "backof
 
 log = logging.getLogger("hatsu_sync")
 
-_TEXT = ABNF.OPCODE_TEXT
-_BINARY = ABNF.OPCODE_BINARY
-_CONT = ABNF.OPCODE_CONT
-_CLOSE = ABNF.OPCODE_CLOSE
-_PING = ABNF.OPCODE_PING
-_PONG = ABNF.OPCODE_PONG
-
 # The reader asks the socket for this much at a time: one system call brings in many frames.
 _RECV_SIZE = 1 << 16
-
-
-def _fill(recv: Callable[[int], bytes], buf: bytes, pos: int, need: int) -> bytes:
-    """``buf[pos:]`` topped up from ``recv`` to at least ``need`` bytes (more if it came)."""
-    chunks = [buf[pos:]]
-    have = len(chunks[0])
-    while have < need:
-        chunk = recv(max(_RECV_SIZE, min(need - have, 16 * _RECV_SIZE)))
-        chunks.append(chunk)
-        have += len(chunk)
-    return b"".join(chunks)
-
-
-def _skip(recv: Callable[[int], bytes], buf: bytes, start: int, length: int) -> tuple[bytes, int]:
-    """Throw away the ``length``-byte payload that starts at ``buf[start]``, unbuffered.
-
-    Returns the buffer and where the next frame starts in it.
-    """
-    end = start + length
-    if end <= len(buf):
-        return buf, end
-    remaining = end - len(buf)
-    while remaining > 0:  # recv(n) returns at most n bytes: nothing past the frame is read
-        remaining -= len(recv(min(remaining, _RECV_SIZE)))
-    return b"", 0
 
 
 @dataclass(frozen=True)
@@ -188,12 +157,6 @@ def backoff_delay(
 ) -> float:
     """Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**attempt))``."""
     return rand() * min(cap, base * 2.0 ** min(attempt, 64))
-
-
-def _close_args(data: bytes) -> tuple[int | None, str]:
-    if len(data) < 2:
-        return None, ""
-    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
 
 
 # A NO_PROXY list that exempts no host ("\0" is in no host name): given an explicit proxy,
@@ -320,7 +283,17 @@ class Connection:
         except Exception as exc:
             raise ConnectError(f"sending to {self.url} failed: {_describe(exc)}") from exc
 
-    def close(self, code: int = 1000) -> None:
+    def send_pong(self, data: bytes) -> None:
+        """Answer a ping with ``data``.
+
+        Raises:
+            Exception: websocket-client's or the socket's error when the send fails.
+        """
+        ws = self._ws
+        if ws is not None:
+            ws.pong(data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (once); the reader ends when the gateway answers."""
         with self._lock:
             if self._closing or self._aborted or self._ws is None:
@@ -334,7 +307,7 @@ class Connection:
             self.abort()
             return
         try:
-            ws.send_close(code)
+            ws.send_close(code, reason.encode())
         except Exception as exc:
             log.debug("sending the close frame failed: %s", _describe(exc))
             self.abort()
@@ -408,8 +381,6 @@ class Connection:
                 return Ending(None, "closed by the client", None)
             if self._aborted:
                 return Ending(None, "connection aborted", exc)
-            if isinstance(exc, websocket.WebSocketProtocolException):
-                self.close(1002)
             return Ending(None, f"connection lost: {_describe(exc)}", exc)
 
     def _read(self, ws: websocket.WebSocket) -> Ending:
@@ -423,158 +394,93 @@ class Connection:
             flush()
 
     def _read_frames(self, ws: websocket.WebSocket, flush: Callable[[], None]) -> Ending:
+        """Read the socket, parse its frames, deliver the messages, answer the control frames.
+
+        Returns how the connection ended: a close frame (answered), or a protocol violation or
+        undecodable zlib stream (the client closed the connection; the code is None there, so
+        the supervisor reconnects whatever ``fatal_close_codes`` says).
+
+        Raises:
+            Exception: whatever the socket raised (OSError, ssl.SSLError), or ConnectionError
+                when the gateway ended the TCP stream without a close frame.
+        """
         settings = self._settings
         limit = settings.max_message_size
-        zlib_mode = settings.encoding == "zlib"
         decode = Decoder(settings.encoding, limit).decode
+        feed = FrameParser(limit).feed
         listener = self._listener
         deliver = listener.deliver
         monotonic = time.monotonic
-        # Frames are parsed here, from a buffer filled up to 64 KiB at a time. websocket-client's
-        # frame_buffer makes one recv call for the header, one for the length and one for the
-        # payload: three system calls for a small frame, each of which releases the GIL to
-        # whichever thread wants it. The reads still go through websocket-client's own recv, so
-        # the end of the stream, TLS and socket errors surface exactly as they did.
-        fb: Any = ws.frame_buffer
-        socket_recv: Callable[[int], bytes] = fb.recv
-
-        def recv(size: int) -> bytes:
-            flush()
-            data = socket_recv(size)
-            self._last_rx = monotonic()  # any byte from the gateway is a sign of life
-            return data
-
-        buf: bytes = b"".join(fb.recv_buffer)  # what websocket-client read ahead, if anything
-        fb.recv_buffer = []
-        pos = 0  # where the next frame starts in buf
-        parts: list[bytes] | None = None  # the fragments of the message being assembled
-        size = 0
-        binary = False
-        discarding = False  # the message being assembled went over the limit
+        # Only websocket-client's public socket: the parsing is _frames' (no I/O there), from
+        # 64 KiB reads, where websocket-client's own reader makes three system calls for a
+        # small frame, each of which releases the GIL. The handshake reads its response one
+        # byte at a time, so nothing of the first frames is left in websocket-client.
+        sock = ws.sock
+        if sock is None:  # closed meanwhile by abort() and teardown
+            raise ConnectionError("the socket is closed")
+        recv = sock.recv
+        timeout = socket.timeout
 
         while True:
-            # The header: 2 bytes, then 2 or 8 of extended length, then 4 of mask, if any.
-            if len(buf) - pos < 2:
-                buf, pos = _fill(recv, buf, pos, 2), 0
-            b1 = buf[pos]
-            b2 = buf[pos + 1]
-            length = b2 & 0x7F
-            start = pos + 2
-            if length > 125 or b2 & 0x80:
-                extra = (2 if length == 126 else 8 if length == 127 else 0) + (
-                    4 if b2 & 0x80 else 0
-                )
-                if len(buf) - start < extra:
-                    buf, pos, start = _fill(recv, buf, pos, 2 + extra), 0, 2
-                if length == 126:
-                    length = int.from_bytes(buf[start : start + 2], "big")
-                    start += 2
-                elif length == 127:
-                    length = int.from_bytes(buf[start : start + 8], "big")
-                    start += 8
-            fin = b1 & 0x80
-            opcode = b1 & 0x0F
-
-            # An oversized frame is refused from its header and its payload skipped unbuffered.
-            if length > limit:
-                buf, pos = _skip(recv, buf, start + (4 if b2 & 0x80 else 0), length)
-                if opcode != _CONT:
-                    binary = opcode == _BINARY
-                parts, discarding = None, not fin
-                if fin:
-                    error = self._too_big(limit, fatal=zlib_mode and binary)
-                    if error is not None:
-                        return error
-                continue
-
-            mask = None
-            if b2 & 0x80:  # a server must not mask; websocket-client unmasks all the same
-                mask = buf[start : start + 4]
-                start += 4
-            end = start + length
-            if len(buf) < end:
-                buf, start, end, pos = _fill(recv, buf, pos, end - pos), start - pos, end - pos, 0
-            data = buf[start:end]
-            pos = end
-            if mask is not None:
-                data = ABNF.mask(mask, data)
-            if b1 & 0x70 or opcode > _BINARY:  # RSV bits, control frames: websocket-client's checks
-                ABNF(fin, b1 & 0x40, b1 & 0x20, b1 & 0x10, opcode, 0, data).validate(True)
-
-            if opcode in (_TEXT, _BINARY):
-                if parts is not None or discarding:
-                    raise websocket.WebSocketProtocolException(
-                        "new message inside a fragmented one"
-                    )
-                binary = opcode == _BINARY
-                if not fin:
-                    parts, size = [data], len(data)
-                    continue
-                payload = data
-            elif opcode == _CONT:
-                if discarding:
-                    if fin:
-                        discarding = False
-                        error = self._too_big(limit, fatal=zlib_mode and binary)
-                        if error is not None:
-                            return error
-                    continue
-                if parts is None:
-                    raise websocket.WebSocketProtocolException("continuation without a message")
-                size += len(data)
-                if size > limit:
-                    parts, discarding = None, not fin
-                    if fin:
-                        error = self._too_big(limit, fatal=zlib_mode and binary)
-                        if error is not None:
-                            return error
-                    continue
-                if data:  # the deployed server ends each message with an empty fragment
-                    parts.append(data)
-                if not fin:
-                    continue
-                payload = parts[0] if len(parts) == 1 else b"".join(parts)
-                parts = None
-            elif opcode == _PING:
-                flush()  # the send may block
-                ws.pong(data)
-                continue
-            elif opcode == _PONG:
-                continue
-            elif opcode == _CLOSE:
-                return self._peer_closed(ws, data)
-            else:  # pragma: no cover - validate() refuses unknown opcodes
-                raise websocket.WebSocketProtocolException(f"unexpected opcode {opcode}")
-
+            flush()
             try:
-                event = decode(payload, binary)
-            except DecodeError as exc:
-                listener.decode_failed(exc)
-                if exc.fatal:
-                    self.close(1007)
-                    return Ending(None, f"undecodable zlib stream: {exc}", exc)
+                data = recv(_RECV_SIZE)
+            except timeout:  # a socket timeout set for the writes' deadlines: read on
                 continue
-            self.delivered += 1
-            deliver(event)
+            if not data:
+                raise ConnectionError("the gateway ended the TCP stream without a close frame")
+            self._last_rx = monotonic()  # any byte from the gateway is a sign of life
+            for item in feed(data):
+                kind = item.__class__
+                if kind is str:
+                    binary = False
+                elif kind is bytes or kind is bytearray:
+                    binary = True
+                elif kind is Ping:
+                    flush()  # the send may block
+                    self.send_pong(item.data)  # type: ignore[union-attr]
+                    continue
+                elif kind is Pong:
+                    continue
+                elif kind is Close:
+                    return self._peer_closed(item)  # type: ignore[arg-type]
+                else:
+                    return self._violated(item)  # type: ignore[arg-type]
+                try:
+                    event = decode(item, binary)  # type: ignore[arg-type]
+                except DecodeError as exc:
+                    listener.decode_failed(exc)
+                    if exc.fatal:
+                        self.close(exc.close_code or 1007)
+                        return Ending(None, f"undecodable zlib stream: {exc}", exc)
+                    continue
+                self.delivered += 1
+                deliver(event)
 
-    def _too_big(self, limit: int, *, fatal: bool) -> Ending | None:
-        error = DecodeError(f"message over max_message_size ({limit} bytes) discarded", fatal=fatal)
+    def _violated(self, violation: ProtocolError) -> Ending:
+        """Fail the connection for a frame that breaks RFC 6455 or the size limit.
+
+        The violation is a fatal decode error for the stats and the "error" handlers; the
+        close frame carries the RFC's code. The Ending has no code: the code is the client's
+        own, so it must not count as a fatal close code received from the gateway.
+        """
+        code = violation.code
+        error = DecodeError(
+            f"protocol violation, connection failed with close code {code}: {violation.reason}",
+            fatal=True,
+            close_code=code,
+        )
         self._listener.decode_failed(error)
-        if not fatal:
-            return None
-        self.close(1009)
-        return Ending(None, "a zlib message over max_message_size broke the stream", error)
+        self.close(code)
+        return Ending(None, f"protocol violation ({violation.reason}): closed with {code}", error)
 
-    def _peer_closed(self, ws: websocket.WebSocket, data: bytes) -> Ending:
-        code, reason = _close_args(data)
+    def _peer_closed(self, frame: Close) -> Ending:
+        """Answer the gateway's close frame (unless it answers ours); say how it ended."""
+        code, reason = frame.code, frame.reason
         with self._lock:
             answer = not self._closing
-            self._closing = True
         if answer:
-            try:
-                ws.send_close(code if code is not None else 1000)
-            except Exception as exc:
-                log.debug("answering the close frame failed: %s", _describe(exc))
+            self.close(code if code is not None else 1000)
         elif not reason:
             reason = "closed by the client"
         return Ending(code, reason, None)

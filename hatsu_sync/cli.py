@@ -310,7 +310,12 @@ def _port(text: str) -> int:
 _VERBOSE_HELP = "log to stderr (DEBUG)"
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def _parser() -> argparse.ArgumentParser:
+    """The command line's parser."""
+    return _build_parser()[0]
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser, and each command's own parser (for its usage errors)."""
     parser = argparse.ArgumentParser(
         prog="hatsu-sync",
@@ -397,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser, parsers = _parser()
+    parser, parsers = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "listen":
         args.session_id = args.session_id or os.environ.get("HATSU_SESSION_ID", "")

@@ -43,6 +43,15 @@ def test_demo_zlib_with_verbose_after_the_command() -> None:
     assert "hatsu_sync" in proc.stderr  # DEBUG lines name their logger
 
 
+def test_ctrl_c_ends_the_demo_with_status_0() -> None:
+    """Ctrl-C in the middle of the demo exits 0 promptly, without a traceback."""
+    with running("demo", "--delay", "0.5") as cli:
+        cli.out.expect("GUILD_INIT", timeout=T * 2)
+        assert cli.interrupt() == 0
+    assert "Traceback" not in cli.text()
+    assert "Done" not in cli.text()
+
+
 def test_version() -> None:
     """`hatsu-sync --version` prints the version and exits 0."""
     proc = run("--version")

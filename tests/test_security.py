@@ -168,11 +168,15 @@ def test_session_id_never_shows_through_a_full_cycle(encoding: str) -> None:
         # Events, then frames that quote the session id and cannot be delivered.
         gw.send_many(SAMPLE_EVENTS)
         gw.send_raw('{"t": "HELLO", "s": "' + SESSION + '", ')
-        gw.send_raw('{"t": "BIG", "s": "' + SESSION + '", "d": "' + "x" * 70_000 + '"}')
         gw.send_raw(b'\x00not zlib, not text "' + SESSION.encode() + b'"')
         if encoding == "zlib":  # a corrupt stream: the client reconnects
             next_matching(disconnects, lambda info: "zlib" in info.reason)
             connects.get(timeout=T)
+            gw.wait_for_clients(1)
+        # Over max_message_size: the client fails the connection with 1009 and reconnects.
+        gw.send_raw('{"t": "BIG", "s": "' + SESSION + '", "d": "' + "x" * 70_000 + '"}')
+        next_matching(disconnects, lambda info: "1009" in info.reason)
+        connects.get(timeout=T)
         gw.wait_for_clients(1)
         gw.send({"t": "MARK"})
         take_until(client, "MARK")
@@ -522,21 +526,23 @@ needs_rss = pytest.mark.skipif(
 
 
 @needs_rss
-def test_50_mb_text_message_is_skipped_with_bounded_memory() -> None:
-    """A 50 MB text message is skipped unread (the default 16 MiB limit): the client stays
-    connected, counts one decode error, delivers the next event, and its peak RSS grows by
-    far less than the message."""
-    # A generous send_timeout: on a loaded machine the client may take seconds to skip 50 MB.
+def test_50_mb_text_message_fails_the_connection_with_bounded_memory() -> None:
+    """A 50 MB text message (the default limit is 16 MiB) is refused from its frame header:
+    the client closes with 1009, counts one decode error, reconnects, delivers the next
+    event, and its peak RSS grows by far less than the message."""
     with LocalGateway(send_timeout=60) as gw:
         child = ClientProcess(gw.ws_url, "json")
         try:
             baseline = child.report()["baseline"]
             gw.send_raw('{"t": "HUGE", "d": "' + "x" * (50 * 10**6) + '"}')
+            gw.wait_for_closes(1, timeout=T * 4)  # the client failed the connection
+            gw.wait_for_clients(1, timeout=T * 4)  # and identified again
             gw.send({"t": "AFTER"})
             after = child.report()
         finally:
             child.finish()
-    assert (after["state"], after["decode_errors"], after["reconnects"]) == ("CONNECTED", 1, 0), (
+    assert gw.closes[0][0] == 1009
+    assert (after["state"], after["decode_errors"], after["reconnects"]) == ("CONNECTED", 1, 1), (
         after
     )
     grown = after["peak"] - baseline
