@@ -287,7 +287,8 @@ class Client:
         try:
             return self._core.buffer.get(timeout)
         except BufferClosed:
-            raise self._core.closed_error() from None
+            error = self._core.closed_error()
+            raise error from error.__cause__  # keeps the chain (max_retries: the last failure)
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Yield events until the client is closed or none arrived for ``timeout`` seconds.

@@ -1,122 +1,71 @@
-"""The transport: one websocket-client socket per attempt and the supervisor that reconnects.
+"""The transport: one socket per connection attempt, its writes, deadlines and keepalive.
 
-Threads, and why there are this many:
+Threads: the supervisor's ``hatsu-sync-transport`` thread (one per client while it runs, see
+``_supervisor.py``) runs the handshake and the identify, then reads the connection until it
+ends. Keepalive pings, pong deadlines and write deadlines are served by the one timer thread
+of the process (``_keepalive.py``), so a connected client costs two threads: the transport
+thread and its callback thread.
 
-- ``hatsu-sync-transport`` (one per client while it runs): the supervisor. It runs discovery,
-  the handshake and the identify, then reads the connection until it ends, then decides: stop,
-  or back off and reconnect. It never runs user code, so pings are always answered.
-- ``hatsu-sync-keepalive`` (one per connection, when ``ping_interval`` is set): pings the
-  gateway and aborts the socket when nothing arrives within ``ping_timeout`` of a ping. A
-  separate thread makes a dead server visible within ``ping_interval + ping_timeout`` even
-  though the reader blocks in ``recv`` (websocket-client's own checker only looks at the clock
-  when ``select`` wakes up, up to ``ping_timeout`` late).
+Writes do not go through websocket-client's ``send``, which holds a lock for the whole write
+with no timeout: a gateway that stopped reading would wedge every later writer (pings, pongs,
+the close frame). Frames are built by ``_wire.frame`` (masked, as a client must) and written to
+the socket under the connection's own write lock; each write has a deadline, and a write still
+blocked at its deadline has its socket shut down from the timer thread, which drops the
+connection like a dead peer (then the usual reconnect).
 
-websocket-client's ``WebSocketApp.run_forever`` is not used: its reconnect is a fixed sleep to a
-fixed URL, and it assembles fragmented messages without any size limit. The reader here feeds
-64 KiB reads of websocket-client's socket to :mod:`hatsu_sync._frames` (see
+Each attempt has one total deadline. The socket is opened by ``_netconfig.open_socket`` (TCP,
+the proxy's tunnel, TLS, within the deadline); the websocket handshake runs on it with bounded
+response headers (``_handshake.py``); websocket-client only speaks the HTTP upgrade.
+
+The reader feeds 64 KiB reads of the socket to :mod:`hatsu_sync._frames` (see
 ``Connection._read``), which refuses an oversized frame from its header and fails the
 connection on any RFC 6455 violation.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import random
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Protocol
+import weakref
+from functools import partial
+from typing import Callable, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import websocket
 
+from . import _keepalive
 from ._decode import Decoder
-from ._discovery import discover, discovery_url
 from ._frames import Close, FrameParser, Ping, Pong, ProtocolError
-from ._netconfig import open_direct, proxy_auth, proxy_for, shown_proxy, tls_context
+from ._handshake import BoundedSocket, check_answer
+from ._netconfig import open_socket, proxy_for, shown_proxy, tls_context
+from ._redact import redact_url
+from ._settings import Settings
 from ._state import Deadline, Disconnected, State
+from ._wire import CLOSE, PING, PONG, TEXT, frame, shut, writable
 from .exceptions import (
-    ClientClosed,
     ConnectError,
     DecodeError,
-    DiscoveryError,
-    GatewayClosed,
     HatsuError,
 )
 from .models import Event
 
-__all__ = ["Connection", "Ending", "Listener", "Settings", "Supervisor", "backoff_delay"]
+__all__ = [
+    "Connection",
+    "Ending",
+    "Listener",
+    "Settings",
+    "Supervisor",
+    "backoff_delay",
+]
 
 log = logging.getLogger("hatsu_sync")
 
 # The reader asks the socket for this much at a time: one system call brings in many frames.
 _RECV_SIZE = 1 << 16
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a connection attempt needs; built once by the Client."""
-
-    session_id: str = field(repr=False)
-    gateway: str
-    url: str | None
-    encoding: str
-    ping_interval: float | None
-    ping_timeout: float | None
-    reconnect: bool
-    max_retries: int | None
-    backoff_base: float
-    backoff_max: float
-    max_message_size: int
-    fatal_close_codes: frozenset[int]
-    ssl_context: ssl.SSLContext | None
-    proxy: str | None
-
-    def identify(self) -> str:
-        """The identify message: always plain JSON text, in zlib mode too."""
-        return json.dumps({"session_id": self.session_id, "encoding": self.encoding})
-
-    def scrub(self, text: str) -> str:
-        """``text`` without the session id (a gateway may echo it in a close reason)."""
-        return text.replace(self.session_id, _REDACTED) if self.session_id in text else text
-
-    def scrub_error(self, error: HatsuError) -> HatsuError:
-        """``error``, or a copy without the session id if it or its chain quotes it.
-
-        A hostile gateway that knows the session id from an earlier identify may echo it in a
-        discovery answer or a handshake response, which the errors quote. The copy has no
-        ``__cause__``: a traceback of the original chain would show the secret again.
-        """
-        if not _chain_mentions(error, self.session_id):
-            return error
-        message = self.scrub(str(error))
-        if isinstance(error, DiscoveryError):
-            return DiscoveryError(
-                message, url=error.url, status=error.status, excerpt=self.scrub(error.excerpt)
-            )
-        return type(error)(message)
-
-
-_REDACTED = "[redacted]"
-
-
-def _chain_mentions(error: BaseException, secret: str) -> bool:
-    """True if ``secret`` shows in ``error`` or anything it chains to."""
-    pending: list[BaseException | None] = [error]
-    seen: set[int] = set()
-    while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        if secret in str(exc) or any(secret in repr(arg) for arg in exc.args):
-            return True
-        pending += [exc.__cause__, exc.__context__]
-    return False
 
 
 class Listener(Protocol):
@@ -159,211 +108,336 @@ def backoff_delay(
     return rand() * min(cap, base * 2.0 ** min(attempt, 64))
 
 
-# A NO_PROXY list that exempts no host ("\0" is in no host name): given an explicit proxy,
-# websocket-client still checks NO_PROXY, and reads the environment's when given no list.
-_EXEMPT_NOTHING = ["\0"]
+class _WebSocket(websocket.WebSocket):
+    """websocket-client's WebSocket, for its handshake; any frame it is asked to write goes
+    through the connection's writer (its lock and deadline), never through its own ``send``."""
 
+    def __init__(self, write: Callable[[int, bytes], None]) -> None:
+        super().__init__(skip_utf8_validation=True)
+        # A weak reference: the connection holds this object, which must not hold it back.
+        self._write_ref = weakref.WeakMethod(write)
 
-def _proxy_options(proxy: str) -> dict[str, Any]:
-    """websocket-client's options to connect through ``proxy`` (``http://[user:pass@]host:port``,
-    as :func:`~hatsu_sync._netconfig.proxy_for` chose it), whatever the environment says."""
-    parts = urlsplit(proxy)
-    options: dict[str, Any] = {
-        "http_proxy_host": parts.hostname,
-        "http_proxy_port": parts.port or 80,
-        "proxy_type": "http",
-        "http_no_proxy": _EXEMPT_NOTHING,
-    }
-    auth = proxy_auth(proxy)
-    if auth is not None:
-        options["http_proxy_auth"] = auth
-    return options
+    def send_frame(self, frame: websocket.ABNF) -> int:
+        write = self._write_ref()
+        if write is None:
+            raise websocket.WebSocketConnectionClosedException("the connection is gone")
+        data = frame.data if isinstance(frame.data, bytes) else str(frame.data).encode("utf-8")
+        write(frame.opcode, data)
+        return len(data)
 
 
 class Connection:
-    """One websocket connection: handshake, identify, the read loop and its keepalive."""
+    """One websocket connection: handshake, identify, writes, keepalive and the read loop."""
 
-    def __init__(self, url: str, settings: Settings, listener: Listener) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        listener: Listener,
+        write_timeout: float | None = None,
+    ) -> None:
         self.url = url
+        self.shown_url = redact_url(url)
+        """The URL for messages and logs: its password, if any, redacted."""
         self._settings = settings
         self._listener = listener
-        # Guards _ws, _closing and _aborted: close() and abort() come from other threads.
-        self._lock = threading.Lock()
+        # A write that cannot finish within this drops the connection: the same patience as
+        # for a pong, or the connect timeout when pongs are not waited for.
+        self._write_timeout = write_timeout or settings.ping_timeout or 10.0
+        # Guards _ws, _sock, _closing, _aborted, _opened and _timers. Re-entrant: close() may
+        # come from a signal handler that interrupted a close() or abort() of the same thread.
+        self._lock = threading.RLock()
+        # Serialises whole frames on the socket; held by a write for at most its deadline.
+        self._write_lock = threading.Lock()
         self._ws: websocket.WebSocket | None = None
+        self._sock: socket.socket | None = None
+        self._generation = _keepalive.generation()  # a child process must not touch the socket
         self._closing = False
         self._aborted = False
         self._keepalive_expired = False
         self._opened = False  # set once the identify is sent
+        self._registered = False  # with the process's timer
+        self._timers: dict[str, _keepalive.Handle] = {}
+        self._ended = False  # torn down: schedule nothing more
+        self._writing = 0  # the number of the write in progress (0: none)
+        self._writes = 0
+        self._attempt_late = False
         self._last_rx = time.monotonic()
-        self._stop_keepalive = threading.Event()
-        self._keepalive: threading.Thread | None = None
+        self.opened_at = 0.0
+        self.dropped: str | None = None
+        """Why the client dropped the connection itself, when it did (a blocked write)."""
         self.delivered = 0
 
     # -- opening -------------------------------------------------------------------------------
 
     def open(self, deadline: Deadline) -> None:
-        """Connect, identify and start the keepalive.
+        """Connect, identify and start the keepalive, all within ``deadline``.
 
         Raises:
-            ConnectError: the handshake or the identify failed, or ``abort()`` was called.
+            ConnectError: the handshake or the identify failed, ran out of time, or ``abort()``
+                was called.
         """
         settings = self._settings
-        url = self.url
+        shown = self.shown_url
         try:
-            proxy = proxy_for(url, settings.proxy)
-            secure = urlsplit(url).scheme.lower() == "wss"
+            proxy = proxy_for(self.url, settings.proxy)
+            secure = urlsplit(self.url).scheme.lower() == "wss"
             # Always a context: websocket-client's own default would also honour
             # WEBSOCKET_CLIENT_CA_BUNDLE, trusting what discovery does not.
-            context = tls_context(settings.ssl_context, url) if secure else None
+            context = tls_context(settings.ssl_context, self.url) if secure else None
         except (ValueError, ssl.SSLError) as exc:
-            raise ConnectError(f"could not connect to {url}: {_describe(exc)}") from exc
+            raise ConnectError(f"could not connect to {shown}: {_describe(exc)}") from exc
         via = f" (through the proxy {shown_proxy(proxy)})" if proxy is not None else ""
-        ws = websocket.WebSocket(
-            sslopt={} if context is None else {"context": context},
-            sockopt=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            skip_utf8_validation=True,  # 5x faster; json.loads rejects invalid UTF-8 itself
-            enable_multithread=True,  # serialises sends: pings and pongs come from two threads
-        )
+        ws = _WebSocket(self._write_frame)
         with self._lock:
             if self._aborted:
-                raise ConnectError(f"connection to {self.url} cancelled")
+                raise ConnectError(f"connection to {shown} cancelled")
             self._ws = ws
         try:
-            if proxy is not None:
-                options = _proxy_options(proxy)
-            else:
-                # Left to open the socket, websocket-client would apply the environment's
-                # proxy rules, which hatsu_sync has already applied its own way.
-                options = {"socket": open_direct(url, context, deadline.remaining())}
-            ws.connect(  # type: ignore[no-untyped-call, unused-ignore]
-                url,
-                timeout=deadline.remaining(),
-                suppress_origin=True,
-                # A redirect could lead the identify (the session id) to another host, or
-                # from wss:// to plain ws://: refused, as discovery refuses redirects.
-                redirect_limit=0,
-                **options,
-            )
-            status = ws.getstatus()  # type: ignore[no-untyped-call, unused-ignore]
-            if status != 101:  # websocket-client 1.9.0 and older take an unfollowed 3xx as success
-                raise websocket.WebSocketException(
-                    f"the handshake was answered with HTTP {status}: redirects are not followed"
-                )
-            ws.settimeout(None)  # reads block; the keepalive thread notices a dead server
-            ws.send(settings.identify())
+            self._handshake(ws, proxy, context, deadline)
+            self._write(frame(TEXT, settings.identify().encode("utf-8")), deadline.remaining())
             with self._lock:
                 self._opened = not self._aborted
+                if self._opened:
+                    _keepalive.timer.cancel(self._timers.pop("attempt", None))
             if not self._opened:
                 raise ConnectionAbortedError("aborted during the handshake")
         except Exception as exc:
-            self._close_socket()
+            self._end()
+            if self._attempt_late:
+                raise ConnectError(
+                    f"could not connect to {shown}{via}: no connection within the attempt's "
+                    "deadline"
+                ) from exc
             if self._aborted:
-                raise ConnectError(f"connection to {self.url} cancelled") from exc
-            raise ConnectError(f"could not connect to {url}{via}: {_describe(exc)}") from exc
-        self._last_rx = time.monotonic()
-        if settings.ping_interval:
-            self._keepalive = threading.Thread(
-                target=self._keep_alive, name="hatsu-sync-keepalive", daemon=True
-            )
-            self._keepalive.start()
+                raise ConnectError(f"connection to {shown} cancelled") from exc
+            raise ConnectError(f"could not connect to {shown}{via}: {_describe(exc)}") from exc
+        self._last_rx = self.opened_at = time.monotonic()
+        interval = settings.ping_interval
+        if interval:
+            self._schedule("ping", self.opened_at + interval, self._ping)
 
-    # -- sending and stopping (any thread) -----------------------------------------------------
+    def _handshake(
+        self,
+        ws: websocket.WebSocket,
+        proxy: str | None,
+        context: ssl.SSLContext | None,
+        deadline: Deadline,
+    ) -> None:
+        """Open the socket (through ``proxy`` if any, TLS if ``context``) and run the HTTP
+        upgrade on it, within ``deadline`` and the header bounds."""
+        # The TCP connection, the proxy's tunnel and TLS, bounded by the deadline as a whole.
+        sock = open_socket(self.url, proxy, context, deadline.remaining())
+        self._adopt(sock, deadline)
+        ws.connect(  # type: ignore[no-untyped-call, unused-ignore]
+            self.url,
+            socket=BoundedSocket(sock, deadline),
+            suppress_origin=True,
+            # A redirect could lead the identify (the session id) to another host, or
+            # from wss:// to plain ws://: refused, as discovery refuses redirects.
+            redirect_limit=0,
+        )
+        status = ws.getstatus()  # type: ignore[no-untyped-call, unused-ignore]
+        check_answer(status or 0, ws.getheaders())  # type: ignore[no-untyped-call, unused-ignore]
+        ws.sock = sock  # from now on the socket itself: no bounds, no extra layer
+        sock.settimeout(None)  # reads block; the timer notices a dead gateway
+
+    def _adopt(self, sock: socket.socket, deadline: Deadline) -> None:
+        """Make ``sock`` this connection's (abort() reaches it) and shut it down at the
+        attempt's deadline, whatever step is blocked then (TLS, the tunnel, the upgrade)."""
+        with self._lock:
+            self._sock = sock
+            aborted = self._aborted
+        _keepalive.timer.register()
+        self._registered = True
+        if aborted:
+            raise ConnectionAbortedError("aborted during the handshake")
+        remaining = deadline.remaining()
+        if remaining is not None:
+            self._schedule("attempt", time.monotonic() + remaining, self._attempt_overdue)
+
+    def _attempt_overdue(self) -> None:
+        with self._lock:
+            if self._opened or self._ended:
+                return
+            self._attempt_late = True
+        self.abort()
+
+    # -- writing (any thread) ------------------------------------------------------------------
 
     def send_text(self, text: str) -> None:
-        """Send one text message.
+        """Send one text message within the write deadline.
 
         Raises:
-            ConnectError: the connection is closing or the send failed.
+            ConnectError: the connection is closing, the write failed or missed its deadline
+                (the connection is then dropped and the client reconnects).
         """
-        ws = self._ws
-        if ws is None or self._closing or self._aborted:
-            raise ConnectError(f"not connected to {self.url}")
-        try:
-            ws.send(text)
-        except Exception as exc:
-            raise ConnectError(f"sending to {self.url} failed: {_describe(exc)}") from exc
+        if self._closing or self._aborted or not self._opened:
+            raise ConnectError(f"not connected to {self.shown_url}")
+        self._write(frame(TEXT, text.encode("utf-8")))
 
     def send_pong(self, data: bytes) -> None:
-        """Answer a ping with ``data``.
+        """Answer a ping with ``data`` (called by the reader).
 
         Raises:
-            Exception: websocket-client's or the socket's error when the send fails.
+            ConnectError: the write failed or missed its deadline.
         """
-        ws = self._ws
-        if ws is not None:
-            ws.pong(data)
+        self._write(frame(PONG, data))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake (once); the reader ends when the gateway answers."""
+    def _write_frame(self, opcode: int, data: bytes) -> None:
+        self._write(frame(opcode, data))
+
+    def _write(self, data: bytes, timeout: float | None = None) -> None:
+        """Write ``data`` (whole frames) under the write lock, within the write deadline (or
+        ``timeout``, if shorter). A write still blocked at its deadline has its socket shut
+        down by the timer thread: the connection ends as with a dead peer.
+
+        Raises:
+            ConnectError: not connected, or the write failed or missed its deadline.
+        """
+        limit = self._write_timeout if timeout is None else min(timeout, self._write_timeout)
+        if self._generation != _keepalive.generation():
+            raise ConnectError("this connection belongs to the parent process")
+        started = time.monotonic()
+        if not self._write_lock.acquire(timeout=limit):
+            # The write that holds the lock is shut down at its own deadline.
+            raise ConnectError(
+                f"sending to {self.shown_url} failed: an earlier write was still blocked "
+                f"after {limit:g} s"
+            )
+        try:
+            sock = self._sock
+            if sock is None or self._aborted:
+                raise ConnectError(f"not connected to {self.shown_url}")
+            self._writes += 1
+            number = self._writing = self._writes
+            handle = _keepalive.timer.call_at(
+                started + limit, partial(self._write_overdue, number, limit)
+            )
+            try:
+                sock.sendall(data)
+            finally:
+                self._writing = 0
+                _keepalive.timer.cancel(handle)
+        except OSError as exc:
+            if self.dropped is not None:
+                raise ConnectError(f"sending to {self.shown_url} failed: {self.dropped}") from exc
+            raise ConnectError(f"sending to {self.shown_url} failed: {_describe(exc)}") from exc
+        finally:
+            self._write_lock.release()
+
+    def _write_overdue(self, number: int, limit: float) -> None:
+        """On the timer thread: the write ``number`` is still blocked at its deadline."""
+        if self._writing != number:
+            return
+        self.dropped = f"a write was still blocked after {limit:g} s (the gateway stopped reading)"
+        log.warning("dropping the connection to %s: %s", self.shown_url, self.dropped)
+        self.abort()
+
+    # -- stopping (any thread) -----------------------------------------------------------------
+
+    def close(self, code: int = 1000, reason: str = "", *, timeout: float | None = None) -> None:
+        """Start the closing handshake (once): send a close frame within the write deadline (or
+        ``timeout``, if shorter); the reader ends when the gateway answers. A close frame that
+        cannot be sent aborts the connection instead. Mid-handshake, aborts."""
         with self._lock:
-            if self._closing or self._aborted or self._ws is None:
+            if self._closing or self._aborted:
                 return
-            if not self._opened:  # mid-handshake there is no closing handshake to wait for
-                ws = None
-            else:
+            opened = self._opened
+            if opened:
                 self._closing = True
-                ws = self._ws
-        if ws is None:
+        if not opened:  # mid-handshake there is no closing handshake to wait for
             self.abort()
             return
+        # At most 123 bytes of reason (a control frame carries 125), cut between characters.
+        shown = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+        payload = code.to_bytes(2, "big") + shown
         try:
-            ws.send_close(code, reason.encode())
-        except Exception as exc:
-            log.debug("sending the close frame failed: %s", _describe(exc))
+            self._write(frame(CLOSE, payload), timeout)
+        except ConnectError as exc:
+            log.debug("sending the close frame failed: %s", exc)
             self.abort()
 
     def abort(self) -> None:
-        """Shut the socket down at once: the reader's blocked ``recv`` returns and it ends."""
+        """Shut the socket down at once: a blocked read or write returns and the reader ends.
+        In a child process after ``fork()``, the parent's socket is left alone."""
         with self._lock:
             self._aborted = True
-            ws = self._ws
-        sock = ws.sock if ws is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed or never connected
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def _close_socket(self) -> None:
-        ws = self._ws
-        if ws is not None:
-            ws.shutdown()  # type: ignore[no-untyped-call, unused-ignore]
+            sock = self._sock
+        if self._generation == _keepalive.generation():
+            shut(sock)
 
     def teardown(self) -> None:
-        """Stop the keepalive thread and close the socket (on the transport thread)."""
-        self._stop_keepalive.set()
-        keepalive = self._keepalive
-        if keepalive is not None and keepalive is not threading.current_thread():
-            keepalive.join(5.0)
-        self._close_socket()
+        """Stop the keepalive and close the socket (on the transport thread)."""
+        self._end()
 
-    # -- keepalive -----------------------------------------------------------------------------
+    def _end(self) -> None:
+        """Cancel the timers, leave the timer, close the socket (once the writer is out)."""
+        with self._lock:
+            self._ended = True
+            timers = list(self._timers.values())
+            self._timers.clear()
+            sock = self._sock
+            ws = self._ws
+        if ws is not None:
+            # websocket-client's WebSocket and its frame_buffer refer to each other (through a
+            # bound method): unlinked, a closed client is freed by reference counting.
+            ws.frame_buffer = None  # type: ignore[assignment, unused-ignore]
+        for handle in timers:
+            _keepalive.timer.cancel(handle)
+        if self._registered:
+            self._registered = False
+            _keepalive.timer.unregister()
+        if sock is None or self._generation != _keepalive.generation():
+            return
+        shut(sock)  # a write still in progress fails at once
+        got = self._write_lock.acquire(timeout=1.0)
+        try:
+            sock.close()
+        finally:
+            if got:
+                self._write_lock.release()
 
-    def _keep_alive(self) -> None:
-        interval = self._settings.ping_interval
+    # -- keepalive (on the timer thread) ---------------------------------------------------------
+
+    def _schedule(self, name: str, when: float, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._timers[name] = _keepalive.timer.call_at(when, callback)
+
+    def _ping(self) -> None:
+        """Ping, and check at ``ping_timeout`` that something arrived since. The ping is
+        skipped when a write is in progress or the socket cannot take it at once (the timer
+        thread must never block); that write's own deadline covers that case."""
+        settings = self._settings
+        sent = time.monotonic()
+        assert settings.ping_interval
+        if self._ended:
+            return
+        self._schedule("ping", sent + settings.ping_interval, self._ping)
+        if settings.ping_timeout is not None:
+            self._schedule("pong", sent + settings.ping_timeout, partial(self._pong_due, sent))
+        if not self._write_lock.acquire(blocking=False):
+            return
+        try:
+            sock = self._sock
+            if sock is not None and not self._aborted and writable(sock):
+                sock.sendall(frame(PING, b""))
+        except OSError as exc:
+            log.debug("ping failed: %s", _describe(exc))  # the reader sees the same failure
+        finally:
+            self._write_lock.release()
+
+    def _pong_due(self, sent: float) -> None:
+        # Any frame counts as a sign of life: under a heavy stream the pong can wait
+        # behind buffered data frames, and those prove the gateway is there.
+        if self._last_rx >= sent or self._ended:
+            return
         timeout = self._settings.ping_timeout
-        assert interval
-        ws = self._ws
-        assert ws is not None
-        stop = self._stop_keepalive
-        next_ping = time.monotonic() + interval
-        while not stop.wait(max(0.0, next_ping - time.monotonic())):
-            sent = time.monotonic()
-            next_ping = sent + interval
-            try:
-                ws.ping()
-            except Exception as exc:
-                log.debug("ping failed: %s", _describe(exc))
-                return  # the reader sees the same failure and ends the connection
-            if timeout is None:
-                continue
-            if stop.wait(timeout):
-                return
-            # Any frame counts as a sign of life: under a heavy stream the pong can wait
-            # behind buffered data frames, and those prove the gateway is there.
-            if self._last_rx < sent:
-                log.warning("no answer to a ping within %s s: dropping the connection", timeout)
-                self._keepalive_expired = True
-                self.abort()
-                return
+        log.warning("no answer to a ping within %s s: dropping the connection", timeout)
+        self._keepalive_expired = True
+        self.abort()
 
     # -- reading (the transport thread) --------------------------------------------------------
 
@@ -486,215 +560,11 @@ class Connection:
         return Ending(code, reason, None)
 
 
-class Supervisor:
-    """Owns the transport thread: connect, read, and reconnect with backoff, until stopped."""
-
-    def __init__(self, settings: Settings, listener: Listener) -> None:
-        self._settings = settings
-        self._listener = listener
-        self._stop = threading.Event()  # set by stop(): no new attempt, ends a backoff wait
-        self._lock = threading.Lock()  # guards _conn
-        self._conn: Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="hatsu-sync-transport", daemon=True)
-        self._first_done = threading.Event()
-        self._first_error: HatsuError | None = None
-        self._timeout = 10.0
-
-    @property
-    def thread(self) -> threading.Thread:
-        """The transport thread."""
-        return self._thread
-
-    def start(self, timeout: float) -> None:
-        """Start the transport thread and wait until the first connection is identified.
-
-        Raises:
-            ConnectError: the first connection failed (the thread has then ended).
-            ClientClosed: ``stop()`` was called meanwhile.
-        """
-        self._timeout = timeout
-        self._thread.start()
-        try:
-            # The attempt enforces ``timeout`` itself; the margin only guards against a bug.
-            finished = self._first_done.wait(timeout + 5.0)
-        except BaseException:  # Ctrl-C while connecting: cancel the attempt, then re-raise
-            self.stop(Deadline(2.0))
-            raise
-        if not finished:
-            self.stop(Deadline(2.0))
-            raise ConnectError(f"connecting timed out after {timeout} s")
-        if self._first_error is not None:
-            self._thread.join(5.0)
-            raise self._first_error
-
-    def current(self) -> Connection | None:
-        """The live connection, if any."""
-        return self._conn
-
-    def stop(self, deadline: Deadline) -> bool:
-        """Stop reconnecting, close the connection politely, then abort it at ``deadline``.
-
-        Returns True once the transport thread has ended.
-        """
-        self._stop.set()
-        with self._lock:
-            conn = self._conn
-        if conn is not None:
-            conn.close()
-        if self._thread is threading.current_thread() or not self._thread.is_alive():
-            return not self._thread.is_alive()
-        # Give the gateway half the time to answer the close frame, then pull the plug.
-        remaining = deadline.remaining()
-        self._thread.join(None if remaining is None else remaining / 2)
-        if self._thread.is_alive():
-            with self._lock:
-                conn = self._conn
-            if conn is not None:
-                conn.abort()
-            self._thread.join(deadline.remaining())
-        return not self._thread.is_alive()
-
-    def _establish(self) -> Connection:
-        try:
-            return self._attempt()
-        except HatsuError as exc:
-            error = self._settings.scrub_error(exc)
-            if error is exc:
-                raise
-        raise error  # out of the except block, so the original is not chained as its context
-
-    def _attempt(self) -> Connection:
-        settings = self._settings
-        deadline = Deadline(self._timeout)
-        url = settings.url
-        if url is None:
-            url = discover(
-                settings.gateway,
-                timeout=self._timeout,
-                ssl_context=settings.ssl_context,
-                proxy=settings.proxy,
-            )
-            if settings.session_id in url:
-                # Only a gateway that saw an earlier identify can know it: never send the
-                # credential in a request line (any proxy reads it) or show it as a URL.
-                raise DiscoveryError(
-                    f"discovery failed: GET {discovery_url(settings.gateway)} answered a URL "
-                    "that holds the session id: refused",
-                    url=discovery_url(settings.gateway),
-                )
-        conn = Connection(url, settings, self._listener)
-        with self._lock:
-            if self._stop.is_set():
-                raise ClientClosed("the client was closed while connecting")
-            self._conn = conn
-        try:
-            conn.open(deadline)
-        except BaseException:
-            with self._lock:
-                self._conn = None
-            raise
-        return conn
-
-    def _run(self) -> None:
-        settings = self._settings
-        listener = self._listener
-        failures = 0  # consecutive failed attempts since the last healthy connection
-        first = True
-        outcome: HatsuError | None = None
-        try:
-            while not self._stop.is_set():
-                try:
-                    conn = self._establish()
-                except HatsuError as exc:
-                    if first:
-                        self._first_error = None if self._stop.is_set() else exc
-                        return
-                    if self._stop.is_set():
-                        return
-                    failures += 1
-                    log.warning("reconnect attempt %d failed: %s", failures, exc)
-                    if settings.max_retries is not None and failures >= settings.max_retries:
-                        outcome = _gave_up(failures, exc)
-                        return
-                    if not self._back_off(failures):
-                        return
-                    continue
-
-                if first:
-                    first = False
-                    self._first_done.set()
-                listener.state_changed(State.CONNECTED)
-                listener.connected(conn.url)
-                log.info("connected to %s", conn.url)
-
-                code, reason, _ = conn.run()
-                reason = settings.scrub(reason)
-                conn.teardown()
-                with self._lock:
-                    self._conn = None
-                failures = 0 if conn.delivered else failures + 1
-
-                if self._stop.is_set():
-                    listener.disconnected(Disconnected(code, reason, False))
-                    return
-                fatal = not settings.reconnect or code in settings.fatal_close_codes
-                gave_up = (
-                    not fatal
-                    and settings.max_retries is not None
-                    and failures >= settings.max_retries
-                )
-                listener.disconnected(Disconnected(code, reason, not (fatal or gave_up)))
-                if fatal:
-                    log.warning(
-                        "connection to %s ended for good (%s)", conn.url, _how(code, reason)
-                    )
-                    outcome = GatewayClosed(code, reason)
-                    return
-                if gave_up:
-                    outcome = _gave_up(failures, GatewayClosed(code, reason))
-                    return
-                log.warning(
-                    "connection to %s lost (%s): reconnecting", conn.url, _how(code, reason)
-                )
-                listener.state_changed(State.RECONNECTING)
-                if not self._back_off(failures):
-                    return
-        except BaseException as exc:  # a bug: report it rather than die silently
-            log.exception("the transport thread failed")
-            outcome = ConnectError(f"internal error in the transport thread: {exc!r}")
-            outcome.__cause__ = exc
-        finally:
-            if first:  # connect() is waiting: it raises this error, the client stays usable
-                if self._first_error is None:
-                    self._first_error = outcome or ClientClosed(
-                        "the client was closed while connecting"
-                    )
-                self._first_done.set()
-            else:
-                listener.finished(outcome)
-
-    def _back_off(self, attempt: int) -> bool:
-        """Sleep before the next attempt; False if stopped meanwhile."""
-        settings = self._settings
-        delay = backoff_delay(attempt, settings.backoff_base, settings.backoff_max)
-        log.info("next connection attempt in %.2f s", delay)
-        return not self._stop.wait(delay)
-
-
-def _gave_up(failures: int, last: HatsuError) -> ConnectError:
-    error = ConnectError(f"gave up reconnecting after {failures} failed attempt(s): {last}")
-    error.__cause__ = last
-    return error
-
-
-def _how(code: int | None, reason: str) -> str:
-    """How a connection ended, for the log: the close code and reason, whichever there are."""
-    if code is None:
-        return reason or "no close frame"
-    return f"code {code}: {reason}" if reason else f"code {code}"
-
-
 def _describe(exc: BaseException) -> str:
     """A short description of a dependency's exception, for messages and logs."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# The supervisor lives in its own module; it is imported from here too (it needs this module).
+from ._supervisor import Supervisor  # noqa: E402

@@ -154,12 +154,15 @@ def test_reconnect_follows_a_port_change(gateway: LocalGateway, make_client: Mak
 def test_attempt_count_resets_after_a_healthy_connection(
     gateway: LocalGateway, make_client: MakeClient
 ) -> None:
-    """With max_retries=2, one failed attempt per outage never adds up to giving up."""
-    client = make_client(max_retries=2)
+    """With max_retries=2, one failed attempt per outage never adds up to giving up, when each
+    connection was healthy (delivered, and up for ping_interval) before it was lost."""
+    interval = 0.2
+    client = make_client(max_retries=2, ping_interval=interval, ping_timeout=0.1)
     life = Lifecycle(client)
     client.connect(timeout=T)
-    take(client, 2)  # HELLO and READY: the connection has delivered, so it counts as healthy
+    take(client, 2)  # HELLO and READY: the connection has delivered
     for outage in range(1, 4):
+        time.sleep(interval * 1.5)  # the stimulus: the connection stays up past ping_interval
         gateway.fail_discovery("500", times=1)  # the first attempt of each outage fails
         gateway.abort()
         life.wait(Connected, outage + 1)
@@ -216,6 +219,7 @@ def test_max_retries_gives_up_with_the_last_error(
     client = make_client(max_retries=3)
     life = Lifecycle(client)
     client.connect(timeout=T)
+    eventually(lambda: client.stats.events_received == 2, what="HELLO and READY")
     gateway.fail_discovery("500")
     requests_before = gateway.discovery_requests
     gateway.abort()
@@ -224,7 +228,9 @@ def test_max_retries_gives_up_with_the_last_error(
     assert "3 failed attempt" in str(caught.value)
     assert caught.value.__cause__ is not None
     assert "500" in str(caught.value.__cause__)
-    assert gateway.discovery_requests == requests_before + 3
+    # The lost connection was never healthy (not up for ping_interval): it is the first of
+    # the three failed attempts, the two failed discoveries the others.
+    assert gateway.discovery_requests == requests_before + 2
     names: list[str] = []
     with pytest.raises(ConnectError):
         names.extend(e.name for e in client.events())  # buffered events, then the error
