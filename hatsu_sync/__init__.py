@@ -2,16 +2,12 @@
 
 Pull events with :meth:`Client.get_event` (or iterate over the client), or register callbacks
 with :meth:`Client.on`. The websocket, keepalive pings, reconnects and zlib decoding run in
-<<<<<<< HEAD
-background threads; see README.rst for the guide.
+background threads; the guide is docs/guide.rst.
 
 The names are imported on first use (PEP 562): ``import hatsu_sync.pytest_plugin`` or
 ``hatsu_sync.testing._samples`` does not load the client, websocket-client or requests, so
 pytest runs that never use the ``hatsu_gateway`` fixture do not pay for them.
 ``from hatsu_sync import Client`` and ``hatsu_sync.Client`` work as with eager imports.
-=======
-background threads; the guide is docs/guide.rst.
->>>>>>> docs
 """
 
 from __future__ import annotations
