@@ -16,36 +16,26 @@ session id inside messages (HELLO, READY, ACK), and these messages end up in log
 
 from __future__ import annotations
 
-import contextlib
 import json
 import zlib
+from collections import deque
 from typing import Any
 
+from ._build import decoded_event, parse
 from .exceptions import DecodeError
-from .models import Event, event_from_message
+from .models import Event
 
 __all__ = ["Decoder"]
 
-_loads = json.loads
-_raw_decode = json.JSONDecoder().raw_decode  # what json.loads runs, without its wrapping
-
-
-def _parse(document: bytes | bytearray | str) -> Any:
-    """``json.loads(document)``, about a third faster for the usual message.
-
-    The shortcut takes UTF-8 text holding one JSON value from its first character to its last;
-    anything else (leading or trailing whitespace, a BOM, UTF-16, an error) goes to
-    ``json.loads`` itself, so results and errors are exactly json.loads's.
-    """
-    try:
-        # json.loads decodes bytes with "surrogatepass" too.
-        text = document if isinstance(document, str) else document.decode("utf-8", "surrogatepass")
-        value, end = _raw_decode(text)
-        if end == len(text):
-            return value
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
-        pass
-    return _loads(document)
+# The recent window (see Decoder): how many of the latest events may stay built, and how many
+# bytes of messages at most. A reader that keeps up reads events well inside it (the
+# transport hands the GIL over at each read from the socket: a few hundred events at most);
+# one that falls behind finds older events holding their text only, and parses it on first
+# read. A message over _HOT_MESSAGE bytes is never built in advance: its objects can take 20
+# times its text.
+_HOT_EVENTS = 512
+_HOT_BYTES = 256 * 1024
+_HOT_MESSAGE = 64 * 1024
 
 
 class Decoder:
@@ -54,7 +44,14 @@ class Decoder:
     A decoder holds the connection's zlib state, so messages must be passed in the order they
     arrived, from one thread at a time. After a fatal :class:`DecodeError` (corrupt zlib data,
     or a message inflating past the limit) the stream cannot be resumed: every later binary
-    message raises a fatal error too, and the caller should reconnect with a new decoder.
+    message raises a fatal error too, and the caller should fail the connection with the
+    error's ``close_code`` and reconnect with a new decoder.
+
+    Events keep the message text, and their fields are built once. While the reader keeps up,
+    the decoder builds them at once for the latest events (up to 512 of them and 256 KiB of
+    messages), and undoes it for one that leaves that window unread; from then on (the reader
+    is behind) events are built on their first read, until one is read while still recent.
+    So an unread backlog costs its messages' text, and a reader that keeps up parses once.
 
     Attributes:
         encoding: ``"json"`` or ``"zlib"``, as sent in the identify.
@@ -79,6 +76,9 @@ class Decoder:
         self.max_message_size = max_message_size
         self._inflater = zlib.decompressobj() if encoding == "zlib" else None
         self._broken = False
+        self._recent: deque[Event] = deque()  # the latest events, oldest first
+        self._recent_bytes = 0
+        self._behind = False  # an event left the window unread: build on first read only
 
     def __repr__(self) -> str:
         state = " broken" if self._broken else ""
@@ -90,39 +90,54 @@ class Decoder:
         """Decode one complete websocket message into an event.
 
         Args:
-            payload: the whole message, fragments joined: the undecoded UTF-8 bytes of a text
-                message (a str is accepted too), or the bytes of a binary message.
+            payload: the whole message, fragments joined: a text message as str (already
+                checked to be UTF-8) or as its undecoded UTF-8 bytes, or the bytes of a
+                binary message. Kept by the event as is when it is bytes or an ASCII str (not
+                copied): the caller must not change it afterwards.
             binary: whether it arrived as a binary message.
 
         Returns:
             The event: the model registered for its ``t``, or a base :class:`Event` (see
-            :func:`~hatsu_sync.models.event_from_message`). A ``d`` that is a string holding a
-            JSON object or array has been decoded again.
+            :func:`~hatsu_sync.models.event_from_message`), holding the message's text (after
+            inflating) and its size in bytes as ``_nbytes``; ``data``, ``raw`` and the typed
+            fields are built on first read. A ``d`` that is a string holding a JSON object or
+            array is decoded again.
 
         Raises:
             DecodeError: the message is not a JSON object with a string ``t``, is too big,
                 is a binary message on a json connection, or its zlib data is corrupt.
-                ``fatal`` is True when the zlib stream cannot be resumed (corrupt data, or a
-                message inflating past ``max_message_size``): the connection must be
-                replaced. The message has the sizes, never the content; the cause is chained.
+                ``fatal`` is True when the connection must be failed: a message over
+                ``max_message_size`` (``close_code`` 1009, text or inflated; inflating stops
+                at the limit), or a zlib stream that cannot be resumed (``close_code`` 1007).
+                The message has the sizes, never the content; the cause is chained.
         """
         limit = self.max_message_size
+        # `text` is what the event keeps: UTF-8 bytes, or a str if all ASCII (one character
+        # outside ASCII can make a str take two or four bytes for every character).
         if binary:
-            document: bytes | bytearray | str = self._inflate(payload)
-        else:
+            inflated = self._inflate(payload)
+            document: bytes | bytearray | str = inflated
+            text: bytes | str = inflated
+        elif isinstance(payload, str):
             document = payload
-            if len(payload) > limit or (
-                # A str is measured in characters. Only one that might exceed the limit once
-                # encoded (up to 4 bytes a character) is worth encoding to measure.
-                type(payload) is str and len(payload) * 4 > limit and _size(payload) > limit
-            ):
-                size = _size(payload)
-                raise DecodeError(
-                    f"a {size}-byte text message exceeds max_message_size ({limit} bytes)",
-                    size=size,
-                )
+            # A character is at least one byte: only a str that might fit is worth encoding.
+            if payload.isascii() or len(payload) > limit:
+                text = payload
+            else:
+                text = payload.encode("utf-8", "surrogatepass")
+        else:
+            document = text = payload if type(payload) is bytes else bytes(payload)
+        nbytes = len(text)
+        if nbytes > limit and not binary:
+            size = _size(payload)
+            raise DecodeError(
+                f"a {size}-byte text message exceeds max_message_size ({limit} bytes)",
+                fatal=True,
+                size=size,
+                close_code=1009,
+            )
         try:
-            msg = _parse(document)
+            msg = parse(document)
         except (ValueError, RecursionError) as exc:
             # ValueError covers json.JSONDecodeError and UnicodeDecodeError (json.loads decodes
             # bytes itself); a document nested too deeply raises RecursionError.
@@ -143,13 +158,31 @@ class Decoder:
                 f"no event name: {_describe(payload, document, binary)} has {got}",
                 size=_size(payload),
             )
-        data = msg.get("d")
-        if type(data) is str and data.lstrip()[:1] in ("{", "["):
-            # READY's `d` is a JSON document encoded as a string. If it does not parse, the
-            # string is kept as sent: the event is still delivered.
-            with contextlib.suppress(ValueError, RecursionError):
-                return event_from_message(msg, _loads(data))
-        return event_from_message(msg, data)
+        if nbytes > _HOT_MESSAGE:
+            return decoded_event(msg, text, nbytes, False)
+        # Build now only while the reader keeps up: for one that is behind, the building
+        # would be undone before it reads the event.
+        event = decoded_event(msg, text, nbytes, not self._behind)
+        recent = self._recent
+        recent.append(event)
+        self._recent_bytes += nbytes
+        if len(recent) > _HOT_EVENTS or self._recent_bytes > _HOT_BYTES:
+            self._cool()
+        return event
+
+    def _cool(self) -> None:
+        """Take the oldest events out of the recent window, undoing the building of those
+        nobody read, and note whether the reader keeps up."""
+        recent = self._recent
+        while len(recent) > _HOT_EVENTS or self._recent_bytes > _HOT_BYTES:
+            old = recent.popleft()
+            self._recent_bytes -= old._nbytes
+            if old._text is None:
+                self._behind = False  # read while still recent
+            else:
+                self._behind = True
+                if old._hot:
+                    old._unbuild()
 
     def _inflate(self, payload: bytes | bytearray | str) -> bytes:
         """Inflate one binary message, stopping at ``max_message_size``."""

@@ -1,10 +1,19 @@
-"""One readable line per event, for the command line (never a session id)."""
+"""One readable line per event, for the command line (never a session id).
+
+Redaction follows the library's one rule (:mod:`hatsu_sync._redact`, :mod:`hatsu_sync._display`):
+the given session id by the token rule (a short id does not garble other words), every session
+id a client registered in this process, and every string under a key that carries session ids
+(``s``, ``_s``, ``session_id``, ``session_ids``). Terminal safety (control characters) is the
+caller's: see :mod:`hatsu_sync._clitext`.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from . import _redact
+from ._display import plain
 from .models import (
     ChannelCreate,
     Event,
@@ -18,26 +27,15 @@ from .models import (
     Ready,
 )
 
-__all__ = ["describe", "redact"]
+__all__ = ["describe"]
 
-REDACTED = "[redacted]"
 _WIDTH = 15
 _MAX_DETAIL = 160
 
 
-def redact(value: Any, secret: str) -> Any:
-    """A copy of ``value`` (JSON-like) in which every string holding ``secret`` is replaced."""
-    if isinstance(value, str):
-        return REDACTED if secret and secret in value else value
-    if isinstance(value, dict):
-        return {key: redact(item, secret) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact(item, secret) for item in value]
-    return value
-
-
 def _compact(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    # plain(): strings under the keys that carry session ids are hidden, and registered ids.
+    text = json.dumps(plain(value), ensure_ascii=False, separators=(",", ":"), default=str)
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
 
 
@@ -90,6 +88,4 @@ def _detail(event: Event) -> str:
 def describe(event: Event, secret: str = "") -> str:
     """One line: the event name, padded, then a summary; ``secret`` never appears in it."""
     line = f"{event.name:<{_WIDTH}} {_detail(event)}"
-    if secret and secret in line:
-        line = line.replace(secret, REDACTED)
-    return line
+    return _redact.redact_known(_redact.redact(line, secret))

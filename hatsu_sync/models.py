@@ -1,35 +1,43 @@
-"""The gateway events as dataclasses, and the fast path that builds them from decoded JSON.
+"""The gateway events as dataclasses, which keep the message they came from and build lazily.
 
-Every gateway message is a JSON object with a string ``t`` (the event name). The decoder hands
-it to :func:`event_from_message`, which returns the model registered for that name in
-:data:`EVENT_TYPES`, or the base :class:`Event` for unknown names and for known events whose
-fields do not fit their model (an object where a string belongs, a list where an object
-belongs, a presence ``type`` that is not an integer, ...). Nothing that parses is dropped.
+Every gateway message is a JSON object with a string ``t`` (the event name). It becomes the
+model registered for that name in :data:`EVENT_TYPES`, or the base :class:`Event` for unknown
+names and for known events whose fields do not fit their model (an object where a string
+belongs, a list where an object belongs, a presence ``type`` that is not an integer, ...).
+Nothing that parses is dropped. The models are dataclasses-json classes, so users get
+``to_dict()``, ``to_json()``, ``from_dict()`` and ``from_json()``.
 
-The models are dataclasses-json classes, so users get ``to_dict()``, ``to_json()``,
-``from_dict()`` and ``from_json()``. The receive path does not use ``from_dict``: it costs
-about 750 us for one PRESENCE_UPDATE, so each model has a small hand-written constructor
-below that checks JSON types with ``type(x) is ...`` and calls the dataclass directly (about
-two hundred times cheaper). The tests build every model both ways and compare the results.
+An event that the client decoded holds the message as received (its UTF-8 text, inflated) and
+nothing else: its ``data``, ``raw`` and typed fields (``presence``, ``guild``, ...) are built
+from that text the first time any of them is read, all at once, and kept from then on. The
+decoder has already checked that they fit the model, so reading them cannot fail. An event
+waiting in the buffer therefore costs its message's size plus about a hundred bytes, one object
+for the garbage collector, whatever the message holds: a message of a million ``{}`` stays a
+few megabytes of text until someone looks inside. ``_nbytes`` is that size (0 for events built
+by hand), which the client's memory budget adds up.
 
-What the server sends is described in docs/protocol.rst: ids are strings or integers and arrive as
-``id`` or ``_id``; every field may be missing, so every model field defaults to None.
+Displays (``repr()``, ``str()``, ``_repr_html_()``) never show a session id: see
+:mod:`hatsu_sync._display`. ``data`` and ``raw`` keep the real values.
 
-This module must not use ``from __future__ import annotations``: dataclasses-json reads the
-annotations at run time, and they must work on Python 3.9 (``Optional``, not ``X | None``).
+The checks and constructors per event live in :mod:`hatsu_sync._build`; this module holds the
+classes, the registry and :func:`event_from_message`. It must not use ``from __future__ import
+annotations``: dataclasses-json reads the annotations at run time, and they must work on
+Python 3.9 (``Optional``, not ``X | None``).
 """
 
 # The annotations below are read at run time by dataclasses-json on every supported Python,
 # from 3.9 on: keep the typing generics (`Dict`, `List`, ...), which all its versions resolve.
 # ruff: noqa: UP006, UP035
 
-import html
-import json
-from dataclasses import dataclass, field, fields, is_dataclass
+import threading
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar, Union
 
 from dataclasses_json import DataClassJsonMixin
+
+from ._display import html_table, show
 
 __all__ = [
     "EVENT_TYPES",
@@ -63,11 +71,201 @@ __all__ = [
 Id = Union[str, int]
 
 
+class _Model(DataClassJsonMixin):
+    """Base of every model: a ``repr()`` (and so ``str()``) that never shows a session id."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return show(self)
+
+
+# --- the lazy event machinery -------------------------------------------------------------------
+
+# Taken by the last step of a first read, so that two threads reading one event at once (a
+# callback and get_event() get the same object) agree on one `raw`, one `data`, ... Held only
+# while assigning: the parsing runs outside it.
+_commit_lock = threading.Lock()
+
+_UNSET: Any = object()
+_SlotCache = Dict[type, Tuple[str, ...]]
+_all_slots_of: _SlotCache = {}
+
+
+def _all_slots(cls: type) -> Tuple[str, ...]:
+    slots = _all_slots_of.get(cls)
+    if slots is None:
+        names: List[str] = []
+        for klass in reversed(cls.__mro__):
+            declared = klass.__dict__.get("__slots__", ())
+            names.extend((declared,) if isinstance(declared, str) else declared)
+        slots = tuple(n for n in names if n not in ("__dict__", "__weakref__"))
+        _all_slots_of[cls] = slots
+    return slots
+
+
+_built_slots_of: _SlotCache = {}
+
+
+def _built_slots(cls: type) -> Tuple[str, ...]:
+    """The slots that building fills: raw, data and the typed fields."""
+    slots = _built_slots_of.get(cls)
+    if slots is None:
+        slots = tuple(f"_{f.name}" for f in fields(cls) if f.name != "name")
+        _built_slots_of[cls] = slots
+    return slots
+
+
+class _Lazy(_Model):
+    """What every event stores: slots, and the message text until its first read."""
+
+    __slots__ = ("_data", "_hot", "_name", "_nbytes", "_raw", "_text")
+    _name: str
+    # The message as received (UTF-8 bytes, or an ASCII str) until the first read; None after
+    # it (and for an event built by hand).
+    _text: Union[bytes, str, None]
+    _nbytes: int
+    _data: Any
+    _raw: Dict[str, Any]
+    # True while every field is built (by the decoder, for one of the connection's latest
+    # events) but nobody read it yet: the first read then only claims it. The decoder undoes
+    # the building of an event nobody claimed once it is older (see _decode.Decoder).
+    _hot: bool
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Every way of making an event by hand (the constructor, from_dict, copy, pickle) comes
+        # here first; the decoder makes its events without calling this.
+        self = object.__new__(cls)
+        self._text = None
+        self._hot = False
+        self._nbytes = 0
+        return self
+
+    def _load(self) -> None:
+        """Make ``raw``, ``data`` and the typed fields this event's own, building them from the
+        message text unless the decoder already has.
+
+        Raises:
+            RecursionError: the message is nested so deeply that it parsed in the client's
+                thread but not at the depth of the caller's stack (nothing is changed).
+        """
+        text = self._text
+        if text is None:
+            return
+        if self._hot:
+            with _commit_lock:
+                if self._hot:  # still built: claim it (the decoder will leave it alone)
+                    self._hot = False
+                    self._text = None
+                    return
+            # The decoder undid it meanwhile: build from the text below, like any older event.
+        msg = _build.parse(text)  # outside the lock: it is the slow part
+        data = msg.get("d")
+        if type(data) is str:
+            data = _build.data_of(msg)
+        build = _build.BUILDERS.get(type(self), _UNSET)
+        if build is _UNSET:  # a user's subclass of a model
+            build = _build.builder_for(type(self))
+        with _commit_lock:
+            if self._text is None:  # another thread finished first: keep what it built
+                return
+            self._raw = msg
+            self._data = data
+            if build is not None:  # cannot misfit: the decoder checked this very text
+                build(self, data, msg)
+            self._text = None  # last: from here on readers take the slots as they are
+
+    def _unbuild(self) -> None:
+        """Drop what the decoder built, if nobody claimed it: back to the text alone."""
+        with _commit_lock:
+            if not self._hot:
+                return
+            self._hot = False
+            for slot in _built_slots(type(self)):
+                delattr(self, slot)
+
+    def __getstate__(self) -> Tuple[Optional[Dict[str, Any]], Dict[str, Any]]:
+        # An unread event pickles and copies as its text alone, and stays unread.
+        if self._text is not None:
+            state = {"_name": self._name, "_text": self._text, "_nbytes": self._nbytes}
+        else:
+            state = {}
+            for slot in _all_slots(type(self)):
+                value = getattr(self, slot, _UNSET)
+                if value is not _UNSET:
+                    state[slot] = value
+        return getattr(self, "__dict__", None) or None, state
+
+    def __setstate__(self, state: Tuple[Optional[Dict[str, Any]], Dict[str, Any]]) -> None:
+        attributes, slots = state
+        self._hot = False  # protocols 0 and 1 do not call __new__
+        if attributes:
+            self.__dict__.update(attributes)
+        for slot, value in slots.items():
+            setattr(self, slot, value)
+
+    def _repr_html_(self) -> str:
+        """The event as an HTML table, for Jupyter: one row per field (nested objects as dotted
+        names), session ids redacted, every name and value escaped."""
+        # A model's own fields say what `data` says; only the base Event shows `data`.
+        return html_table(self, show_data=type(self) is Event)
+
+
+_E = TypeVar("_E", bound=_Lazy)
+
+
+def _name_property() -> property:
+    def get(self: _Lazy) -> str:
+        return self._name
+
+    def set_(self: _Lazy, value: str) -> None:
+        self._name = value
+
+    return property(get, set_, doc="the event name (the message's ``t``)")
+
+
+def _lazy_property(slot: str) -> property:
+    """A field stored in ``slot``, built from the message text on the first read."""
+    read = attrgetter(slot)
+
+    def get(self: _Lazy) -> Any:
+        if self._text is not None:
+            self._load()
+        return read(self)
+
+    def set_(self: _Lazy, value: Any) -> None:
+        if self._text is not None:
+            self._load()  # the other fields first, or building them later would undo this
+        setattr(self, slot, value)
+
+    return property(get, set_)
+
+
+def _lazy_fields(cls: Type[_E]) -> Type[_E]:
+    """Turn the dataclass fields that ``cls`` declares into properties backed by slots.
+
+    Raises:
+        TypeError: a field has no slot ``_<name>`` (each event class declares them).
+    """
+    inherited: Set[str] = set()
+    for base in cls.__mro__[1:]:
+        inherited.update(getattr(base, "__dataclass_fields__", ()))
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in inherited:
+            continue
+        slot = f"_{f.name}"
+        if not any(slot in klass.__dict__.get("__slots__", ()) for klass in cls.__mro__):
+            raise TypeError(f"{cls.__name__}.{f.name} has no slot {slot}")
+        setattr(cls, f.name, _name_property() if f.name == "name" else _lazy_property(slot))
+    return cls
+
+
 # --- the models -----------------------------------------------------------------------------
 
 
-@dataclass
-class Event(DataClassJsonMixin):
+@_lazy_fields
+@dataclass(repr=False)
+class Event(_Lazy):
     """One gateway event. Unknown events, and known ones that don't fit their model, are this.
 
     Attributes:
@@ -78,73 +276,15 @@ class Event(DataClassJsonMixin):
             model knows are reachable here. Left out of ``repr()`` to keep it readable.
     """
 
+    __slots__ = ()
+
     name: str
     data: Any = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def _repr_html_(self) -> str:
-        """The event as an HTML table, for Jupyter: one row per field (nested objects as
-        dotted names), every name and value escaped."""
-        rows: List[Tuple[str, Any]] = []
-        for f in fields(self):
-            # A model's own fields say what `data` says; only the base Event shows `data`.
-            if f.repr and f.name != "name" and (f.name != "data" or type(self) is Event):
-                _html_rows(f.name, getattr(self, f.name), rows)
-        hidden = len(rows) - _HTML_MAX_ROWS
-        rows = rows[:_HTML_MAX_ROWS]
-        body = "".join(
-            f'<tr><th style="text-align:left">{html.escape(key)}</th>'
-            f'<td style="text-align:left">{html.escape(_html_value(value))}</td></tr>'
-            for key, value in rows
-        )
-        if hidden > 0 or not rows:
-            note = f"({hidden} more fields)" if rows else "(no data)"
-            body += f'<tr><td colspan="2" style="text-align:left"><i>{note}</i></td></tr>'
-        title = f"{html.escape(self.name)} <small>({html.escape(type(self).__name__)})</small>"
-        return (
-            f'<table class="hatsu-event"><thead><tr><th colspan="2" style="text-align:left">'
-            f"{title}</th></tr></thead><tbody>{body}</tbody></table>"
-        )
 
-
-_HTML_MAX_VALUE = 300
-_HTML_MAX_ROWS = 50
-
-
-def _html_rows(key: str, value: Any, rows: List[Tuple[str, Any]]) -> None:
-    # Nested objects become dotted rows; empty (None) fields are left out.
-    if is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            if f.repr:
-                _html_rows(f"{key}.{f.name}", getattr(value, f.name), rows)
-    elif isinstance(value, dict) and value and len(key.split(".")) < 3:
-        for name, item in value.items():
-            _html_rows(f"{key}.{name}", item, rows)
-    elif value is not None:
-        rows.append((key, value))
-
-
-def _html_value(value: Any) -> str:
-    if isinstance(value, (list, tuple, dict)) or is_dataclass(value):
-        text = json.dumps(_plain(value), ensure_ascii=False, default=str)
-    else:
-        text = str(value)
-    if len(text) > _HTML_MAX_VALUE:
-        text = text[: _HTML_MAX_VALUE - 1] + "\u2026"
-    return text
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.repr}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class Hello(Event):
     """HELLO, sent right after identify: the session id was accepted; wait for READY.
 
@@ -152,10 +292,13 @@ class Hello(Event):
         info: the server's explanatory text (the message's ``i``).
     """
 
+    __slots__ = ("_info",)
+
     info: Optional[str] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class Ready(Event):
     """READY, sent about 9 s after HELLO, once the session is set up.
 
@@ -164,20 +307,27 @@ class Ready(Event):
             ``d`` that the server encodes as a JSON string, decoded.
     """
 
+    __slots__ = ("_user",)
+
     user: Optional[Dict[str, Any]] = None
 
 
-@dataclass
-class EmbedText(DataClassJsonMixin):
-    """The two lines of text of a presence embed."""
+@dataclass(repr=False)
+class EmbedText(_Model):
+    """The two lines of text of a presence embed (None where the sender gave none)."""
 
     top: Optional[str] = None
     bottom: Optional[str] = None
 
 
-@dataclass
-class Embed(DataClassJsonMixin):
-    """The rich part of a presence (a game, a song, ...)."""
+@dataclass(repr=False)
+class Embed(_Model):
+    """The rich part of a presence (a game, a song, ...).
+
+    The deployed server sent the text ``"None"`` for the fields a sender left out (it applied
+    ``str()`` to them); events give None there, in ``name``, ``description``, ``banner_url``
+    and the text's ``top`` and ``bottom``. ``raw`` keeps what was sent.
+    """
 
     name: Optional[str] = None
     description: Optional[str] = None
@@ -185,8 +335,8 @@ class Embed(DataClassJsonMixin):
     text: Optional[EmbedText] = None
 
 
-@dataclass
-class Presence(DataClassJsonMixin):
+@dataclass(repr=False)
+class Presence(_Model):
     """A user's presence.
 
     Attributes:
@@ -202,7 +352,8 @@ class Presence(DataClassJsonMixin):
     embed: Optional[Embed] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class PresenceUpdate(Event):
     """PRESENCE_UPDATE: a user's presence changed.
 
@@ -211,11 +362,14 @@ class PresenceUpdate(Event):
         presence: the new presence (the ``d``); None if the message had none.
     """
 
+    __slots__ = ("_presence", "_user_id")
+
     user_id: Optional[Id] = None
     presence: Optional[Presence] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class Notification(Event):
     """NOTIFICATION (a message without ``d``).
 
@@ -226,13 +380,15 @@ class Notification(Event):
         user_id: the user notified (top-level ``_id`` or ``id``) when the server says.
     """
 
+    __slots__ = ("_excerpt", "_type", "_user_id")
+
     type: Optional[str] = None
     excerpt: Any = None
     user_id: Optional[Id] = None
 
 
-@dataclass
-class Channel(DataClassJsonMixin):
+@dataclass(repr=False)
+class Channel(_Model):
     """A guild channel.
 
     Attributes:
@@ -249,8 +405,8 @@ class Channel(DataClassJsonMixin):
     position: Optional[int] = None
 
 
-@dataclass
-class Guild(DataClassJsonMixin):
+@dataclass(repr=False)
+class Guild(_Model):
     """A guild. GUILD_UPDATE sends only the fields that changed; the others are None.
 
     Attributes:
@@ -276,61 +432,81 @@ class Guild(DataClassJsonMixin):
     channels: Optional[List[Channel]] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class GuildEvent(Event):
     """Base of the five guild events; ``guild`` is the ``d`` (None when ``d`` is null)."""
+
+    __slots__ = ("_guild",)
 
     guild: Optional[Guild] = None
 
 
-@dataclass
+@dataclass(repr=False)
 class GuildCreate(GuildEvent):
     """GUILD_CREATE: you created a guild."""
 
+    __slots__ = ()
 
-@dataclass
+
+@dataclass(repr=False)
 class GuildJoin(GuildEvent):
     """GUILD_JOIN: you joined a guild."""
 
+    __slots__ = ()
 
-@dataclass
+
+@dataclass(repr=False)
 class GuildInit(GuildEvent):
     """GUILD_INIT: one per guild after READY, with the guild's ``channels``."""
 
+    __slots__ = ()
 
-@dataclass
+
+@dataclass(repr=False)
 class GuildUpdate(GuildEvent):
     """GUILD_UPDATE: a guild changed; only the changed fields are set."""
 
+    __slots__ = ()
 
-@dataclass
+
+@dataclass(repr=False)
 class GuildDelete(GuildEvent):
     """GUILD_DELETE: a guild was deleted; ``guild`` is None when the server sent ``d: null``."""
 
+    __slots__ = ()
 
-@dataclass
+
+@_lazy_fields
+@dataclass(repr=False)
 class ChannelCreate(Event):
     """CHANNEL_CREATE: a channel was created."""
+
+    __slots__ = ("_channel",)
 
     channel: Optional[Channel] = None
 
 
-@dataclass
-class Invite(DataClassJsonMixin):
+@dataclass(repr=False)
+class Invite(_Model):
     """A guild invite: its short ``code`` and the guild it leads to."""
 
     code: Optional[str] = None
     guild_id: Optional[Id] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class InviteCreate(Event):
     """INVITE_CREATE: an invite was created."""
+
+    __slots__ = ("_invite",)
 
     invite: Optional[Invite] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class MemberJoin(Event):
     """MEMBER_JOIN (sent by the platform, undocumented): someone joined a guild.
 
@@ -339,11 +515,14 @@ class MemberJoin(Event):
         member: the member object as sent (``user``, ``nick``, ``joined_at``, ``roles``, ...).
     """
 
+    __slots__ = ("_guild_id", "_member")
+
     guild_id: Optional[Id] = None
     member: Optional[Dict[str, Any]] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class MessageCreate(Event):
     """MESSAGE_CREATE (sent by the platform, undocumented): a message was posted.
 
@@ -352,12 +531,15 @@ class MessageCreate(Event):
         channel_id, guild_id: where, when the message says.
     """
 
+    __slots__ = ("_channel_id", "_guild_id", "_message")
+
     message: Optional[Dict[str, Any]] = None
     channel_id: Optional[Id] = None
     guild_id: Optional[Id] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class MessageDelete(Event):
     """MESSAGE_DELETE (sent by the platform, undocumented): a message was deleted.
 
@@ -366,303 +548,97 @@ class MessageDelete(Event):
         channel_id, guild_id: where, when the server says.
     """
 
+    __slots__ = ("_channel_id", "_guild_id", "_message_id")
+
     message_id: Optional[Id] = None
     channel_id: Optional[Id] = None
     guild_id: Optional[Id] = None
 
 
-@dataclass
+@_lazy_fields
+@dataclass(repr=False)
 class Ack(Event):
     """ACK, the answer to an application heartbeat ``{"t": "HEARTBEAT", "s": x}``.
 
     Attributes:
-        s: the ``s`` of the heartbeat, echoed.
+        s: the ``s`` of the heartbeat, echoed. Displays hide it when it is a string, as they
+            hide every string under an ``s`` key: the gateway puts the session id there.
     """
+
+    __slots__ = ("_s",)
 
     s: Any = None
 
 
-# --- fast construction ----------------------------------------------------------------------
-# Each builder takes (name, data, msg) and either returns its model or raises _Misfit. They
-# check JSON types with `type(x) is ...` rather than isinstance: json.loads makes exact built-in
-# types, the check is cheaper, and `type(True) is int` is False, so a bool is not taken for an
-# id or a presence type. They call the dataclasses with positional arguments, in field order,
-# because keyword arguments cost about twice as much here; the tests compare every model with
-# what `from_dict` builds, which catches an argument out of order.
-
-_Builder = Callable[[str, Any, Dict[str, Any]], Event]
-
-
-class _Misfit(Exception):
-    """A field's JSON type is not the one its model declares."""
-
-
-def _opt_str(value: object) -> Optional[str]:
-    if value is None or type(value) is str:
-        return value
-    raise _Misfit
-
-
-def _opt_int(value: object) -> Optional[int]:
-    if value is None or type(value) is int:
-        return value
-    raise _Misfit
-
-
-def _opt_bool(value: object) -> Optional[bool]:
-    if value is None or type(value) is bool:
-        return value
-    raise _Misfit
-
-
-def _opt_id(value: object) -> Optional[Id]:
-    if value is None or type(value) is str or type(value) is int:
-        return value
-    raise _Misfit
-
-
-def _opt_dict(value: object) -> Optional[Dict[str, Any]]:
-    if value is None or type(value) is dict:
-        return value
-    raise _Misfit
-
-
-def _opt_list(value: object) -> Optional[List[Any]]:
-    if value is None or type(value) is list:
-        return value
-    raise _Misfit
-
-
-def _object(value: object) -> Dict[str, Any]:
-    """A ``d`` that must be an object; null reads as an empty one (every field None)."""
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise _Misfit
-    return value
-
-
-def _id_of(obj: Dict[str, Any]) -> Optional[Id]:
-    # The server renamed `id` to `_id` at some point; accept either, `id` first.
-    value = obj.get("id")
-    if value is None:
-        value = obj.get("_id")
-    return _opt_id(value)
-
-
-def _embed_text(value: object) -> Optional[EmbedText]:
-    if value is None:
-        return None
-    if type(value) is not dict:
-        raise _Misfit
-    return EmbedText(_opt_str(value.get("top")), _opt_str(value.get("bottom")))
-
-
-def _embed(value: object) -> Optional[Embed]:
-    if value is None:
-        return None
-    if type(value) is not dict:
-        raise _Misfit
-    get = value.get
-    return Embed(
-        _opt_str(get("name")),
-        _opt_str(get("description")),
-        _opt_str(get("banner_url")),
-        _embed_text(get("text")),
-    )
-
-
-def _presence(value: object) -> Optional[Presence]:
-    if value is None:
-        return None
-    if type(value) is not dict:
-        raise _Misfit
-    get = value.get
-    return Presence(
-        _opt_int(get("type")),
-        _opt_str(get("description")),
-        get("emoji"),
-        _embed(get("embed")),
-    )
-
-
-def _channel(value: object) -> Channel:
-    if type(value) is not dict:
-        raise _Misfit
-    get = value.get
-    return Channel(
-        _id_of(value),
-        _opt_str(get("name")),
-        _opt_str(get("description")),
-        _opt_id(get("guild_id")),
-        _opt_int(get("type")),
-        _opt_id(get("inside_of")),
-        _opt_int(get("position")),
-    )
-
-
-def _channels(value: object) -> Optional[List[Channel]]:
-    # GUILD_INIT's `channels` was one channel object in the server's code and a list in the
-    # documentation; the model always holds a list. A null item is a misfit, not a channel.
-    if value is None:
-        return None
-    if type(value) is dict:
-        return [_channel(value)]
-    if type(value) is not list:
-        raise _Misfit
-    return [_channel(item) for item in value]
-
-
-def _guild(value: object) -> Optional[Guild]:
-    if value is None:
-        return None
-    if type(value) is not dict:
-        raise _Misfit
-    get = value.get
-    return Guild(
-        _id_of(value),
-        _opt_str(get("name")),
-        _opt_str(get("description")),
-        _opt_str(get("banner")),
-        _opt_str(get("invite_banner")),
-        _opt_str(get("vanity_url")),
-        _opt_bool(get("verified")),
-        _opt_bool(get("partnered")),
-        _opt_bool(get("official")),
-        _opt_id(get("owner")),
-        _opt_list(get("emojis")),
-        _opt_list(get("roles")),
-        _opt_int(get("default_permission")),
-        _channels(get("channels")),
-    )
-
-
-def _hello(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    return Hello(name, data, msg, _opt_str(msg.get("i")))
-
-
-def _ready(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    return Ready(name, data, msg, _opt_dict(data))
-
-
-def _presence_update(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    return PresenceUpdate(name, data, msg, _id_of(msg), _presence(data))
-
-
-def _notification(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    # The API server put the recipient in `_id`; prefer it over `id` here.
-    user_id = msg.get("_id")
-    if user_id is None:
-        user_id = msg.get("id")
-    return Notification(
-        name, data, msg, _opt_str(msg.get("type")), msg.get("excerpt"), _opt_id(user_id)
-    )
-
-
-def _guild_builder(cls: Type[GuildEvent]) -> _Builder:
-    def build(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-        return cls(name, data, msg, _guild(data))
-
-    return build
-
-
-def _channel_create(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    return ChannelCreate(name, data, msg, None if data is None else _channel(data))
-
-
-def _invite_create(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    invite = None
-    if data is not None:
-        d = _object(data)
-        invite = Invite(_opt_str(d.get("code")), _opt_id(d.get("guild_id")))
-    return InviteCreate(name, data, msg, invite)
-
-
-def _member_join(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    d = _object(data)
-    return MemberJoin(name, data, msg, _opt_id(d.get("guild_id")), _opt_dict(d.get("member")))
-
-
-def _message_create(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    d = _object(data)
-    return MessageCreate(
-        name, data, msg, _opt_dict(data), _opt_id(d.get("channel_id")), _opt_id(d.get("guild_id"))
-    )
-
-
-def _message_delete(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    d = _object(data)
-    message_id = d.get("message_id")
-    if message_id is None:
-        message_id = _id_of(d)
-    return MessageDelete(
-        name,
-        data,
-        msg,
-        _opt_id(message_id),
-        _opt_id(d.get("channel_id")),
-        _opt_id(d.get("guild_id")),
-    )
-
-
-def _ack(name: str, data: Any, msg: Dict[str, Any]) -> Event:
-    # Not `_s`: the server echoes the session id there, and reprs must not show it.
-    return Ack(name, data, msg, msg.get("s"))
-
-
-# One table, so that the public registry and the builders cannot disagree.
-_REGISTRY: Tuple[Tuple[str, Type[Event], _Builder], ...] = (
-    ("HELLO", Hello, _hello),
-    ("READY", Ready, _ready),
-    ("PRESENCE_UPDATE", PresenceUpdate, _presence_update),
-    ("NOTIFICATION", Notification, _notification),
-    ("GUILD_CREATE", GuildCreate, _guild_builder(GuildCreate)),
-    ("GUILD_JOIN", GuildJoin, _guild_builder(GuildJoin)),
-    ("GUILD_INIT", GuildInit, _guild_builder(GuildInit)),
-    ("GUILD_UPDATE", GuildUpdate, _guild_builder(GuildUpdate)),
-    ("GUILD_DELETE", GuildDelete, _guild_builder(GuildDelete)),
-    ("CHANNEL_CREATE", ChannelCreate, _channel_create),
-    ("INVITE_CREATE", InviteCreate, _invite_create),
-    ("MEMBER_JOIN", MemberJoin, _member_join),
-    ("MESSAGE_CREATE", MessageCreate, _message_create),
-    ("MESSAGE_DELETE", MessageDelete, _message_delete),
-    ("ACK", Ack, _ack),
+#: Event name -> the model class :func:`event_from_message` (and the decoder) builds for it
+#: (read-only).
+EVENT_TYPES: Mapping[str, Type[Event]] = MappingProxyType(
+    {
+        "HELLO": Hello,
+        "READY": Ready,
+        "PRESENCE_UPDATE": PresenceUpdate,
+        "NOTIFICATION": Notification,
+        "GUILD_CREATE": GuildCreate,
+        "GUILD_JOIN": GuildJoin,
+        "GUILD_INIT": GuildInit,
+        "GUILD_UPDATE": GuildUpdate,
+        "GUILD_DELETE": GuildDelete,
+        "CHANNEL_CREATE": ChannelCreate,
+        "INVITE_CREATE": InviteCreate,
+        "MEMBER_JOIN": MemberJoin,
+        "MESSAGE_CREATE": MessageCreate,
+        "MESSAGE_DELETE": MessageDelete,
+        "ACK": Ack,
+    }
 )
 
-#: Event name -> the model class :func:`event_from_message` builds for it (read-only).
-EVENT_TYPES: Mapping[str, Type[Event]] = MappingProxyType({name: cls for name, cls, _ in _REGISTRY})
-
-_BUILDERS: Dict[str, _Builder] = {name: build for name, _, build in _REGISTRY}
-
-
+_new = object.__new__
 _FROM_MSG: Any = object()
 
 
 def event_from_message(msg: Dict[str, Any], data: Any = _FROM_MSG) -> Event:
-    """Build the event for one decoded gateway message.
+    """Build the event for one decoded gateway message, every field at once.
 
     Args:
         msg: a JSON object (as ``json.loads`` makes it) whose ``t`` is a str. It becomes the
             event's ``raw`` as is (not copied).
         data: the ``d`` to build from, when it differs from ``msg["d"]`` (READY's ``d`` is a
-            JSON document encoded as a string: the decoder passes it decoded, and ``raw``
-            keeps the string as received). Default: ``msg.get("d")``.
+            JSON document encoded as a string: pass it decoded, and ``raw`` keeps the string
+            as received). Default: ``msg.get("d")``.
 
     Returns:
         The model registered in :data:`EVENT_TYPES` for ``msg["t"]``; the base :class:`Event`
         when the name is unknown or when the message's fields do not fit that model (a JSON
-        type other than the model's). Its ``data`` is ``data``.
+        type other than the model's). Its ``data`` is ``data``; its ``_nbytes`` is 0 (there
+        is no message text).
 
     Raises:
         Nothing for any dict whose ``t`` is a str: every such message becomes an event.
     """
-    name: str = msg["t"]
     if data is _FROM_MSG:
         data = msg.get("d")
-    build = _BUILDERS.get(name)
-    if build is not None:
+    name = msg["t"]
+    entry = _build.ENTRIES.get(name)
+    event: Event
+    if entry is None:
+        event = _new(Event)
+    else:
+        name = entry.name
+        event = _new(entry.cls)
         try:
-            return build(name, data, msg)
-        except _Misfit:
-            pass
-    return Event(name=name, data=data, raw=msg)
+            entry.fill(event, data, msg)
+        except _build.Misfit:
+            event = _new(Event)
+    event._name = name
+    event._text = None
+    event._hot = False
+    event._nbytes = 0
+    event._raw = msg
+    event._data = data
+    return event
+
+
+# The checks and builders (hatsu_sync._build) need the classes above. Whichever of the two
+# modules is imported first, this binds the module object, whose names are all in place
+# before anything is decoded or read.
+from . import _build  # noqa: E402

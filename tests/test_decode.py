@@ -268,6 +268,7 @@ def test_corrupt_zlib_is_fatal_and_stays_fatal() -> None:
     with pytest.raises(DecodeError) as info:
         decoder.decode(bytes(chunk), binary=True)
     assert info.value.fatal
+    assert info.value.close_code == 1007
     assert isinstance(info.value.__cause__, zlib.error)
     assert info.value.size == len(chunk)
     with pytest.raises(DecodeError) as later:
@@ -320,6 +321,7 @@ def test_zlib_bomb_stops_at_the_limit() -> None:
     finally:
         tracemalloc.stop()
     assert info.value.fatal
+    assert info.value.close_code == 1009
     assert info.value.size == len(bomb)
     # Inflating stopped at the limit: far from the 1 GiB the message holds.
     assert peak < 3 * limit
@@ -332,9 +334,11 @@ def test_inflated_message_exactly_at_the_limit_is_delivered() -> None:
     event = decoder.decode(server.compress(padded(limit)), binary=True)
     assert event.name == "PAD"
     assert len(event.data) == limit - len(padded(0))
+    assert event._nbytes == limit
     with pytest.raises(DecodeError) as info:
         decoder.decode(server.compress(padded(limit + 1)), binary=True)
     assert info.value.fatal
+    assert info.value.close_code == 1009
 
 
 def test_2_mib_guild_init_is_delivered_with_the_default_limit() -> None:
@@ -359,13 +363,18 @@ def test_text_exactly_at_the_limit_is_delivered(encoding: str) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["json", "zlib"])
-def test_text_over_the_limit_is_a_non_fatal_error(encoding: str) -> None:
-    """A text message one byte over the limit is a non-fatal error and the next one decodes."""
+@pytest.mark.parametrize("as_str", [False, True], ids=["bytes", "str"])
+def test_text_over_the_limit_fails_the_connection_with_1009(encoding: str, as_str: bool) -> None:
+    """A text message one byte over the limit is a fatal error with close code 1009."""
     decoder = Decoder(encoding, max_message_size=4096)
+    payload: bytes | str = padded(4097).decode() if as_str else padded(4097)
     with pytest.raises(DecodeError, match="max_message_size") as info:
-        decoder.decode(padded(4097), binary=False)
-    assert not info.value.fatal
+        decoder.decode(payload, binary=False)
+    assert info.value.fatal
+    assert info.value.close_code == 1009
     assert info.value.size == 4097
+    # The decoder itself is not broken: a text message after it (on a new connection, in
+    # practice) still decodes.
     assert decoder.decode(encode(MESSAGES[0]), binary=False) == expected(MESSAGES[0])
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import types
+import typing
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hatsu_sync import _build
 from hatsu_sync.models import (
     EVENT_TYPES,
     Ack,
@@ -434,6 +438,7 @@ MISFITS: list[dict[str, Any]] = [
     {"t": "CHANNEL_CREATE", "d": {**CHANNEL, "inside_of": {"id": 0}}},
     {"t": "CHANNEL_CREATE", "d": {**CHANNEL, "guild_id": 1.5}},
     {"t": "CHANNEL_CREATE", "d": {**CHANNEL, "position": None, "description": 7}},
+    {"t": "CHANNEL_CREATE", "d": {**CHANNEL, "position": "1"}},
     {"t": "INVITE_CREATE", "d": "Xk3fQ9a"},
     {"t": "INVITE_CREATE", "d": {"code": 1234567, "guild_id": "3"}},
     {"t": "INVITE_CREATE", "d": {"code": "Xk3fQ9a", "guild_id": ["3"]}},
@@ -550,3 +555,194 @@ def test_event_from_message_never_raises(name: str, rest: dict[str, Any]) -> Non
     assert type(event) in (Event, EVENT_TYPES.get(name))
     assert type(event).from_dict(event.to_dict()) == event
     event.to_json()
+
+
+# --- the decoder's checks agree with the models' annotations ----------------------------------
+
+# Events whose model reads its fields from `d`: a `d` that is not an object (or null) misfits.
+D_IS_AN_OBJECT = {name for name in EVENT_TYPES if name not in ("HELLO", "NOTIFICATION", "ACK")}
+
+
+def conforms(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` has the JSON type that ``annotation`` declares (bools are not ints)."""
+    if annotation is Any:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union:
+        return any(conforms(value, arg) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if annotation in (str, int, bool):
+        return type(value) is annotation
+    if origin is list:
+        return type(value) is list and all(conforms(item, args[0]) for item in value)
+    if origin is dict:
+        return type(value) is dict
+    if dataclasses.is_dataclass(annotation):
+        hints = typing.get_type_hints(annotation)
+        return type(value) is annotation and all(
+            conforms(getattr(value, f.name), hints[f.name]) for f in dataclasses.fields(annotation)
+        )
+    raise AssertionError(f"no rule for {annotation!r}")
+
+
+def fits_by_annotations(msg: dict[str, Any]) -> bool:
+    """An oracle independent of the decoder's checks: build the model's fields, then compare
+    each with the model's annotation."""
+    name, data = msg["t"], msg.get("d")
+    cls = EVENT_TYPES[name]
+    if name in D_IS_AN_OBJECT and not (data is None or type(data) is dict):
+        return False
+    # GUILD_INIT's channels arrive as null, one object or a list (the builder would iterate a
+    # string, so the annotation alone cannot tell).
+    channels = data.get("channels") if name.startswith("GUILD_") and data is not None else None
+    if type(channels) not in (type(None), dict, list):
+        return False
+    stub = types.SimpleNamespace()
+    try:
+        _build.ENTRIES[name].build(stub, data, msg)
+    except (AttributeError, TypeError):  # a builder reading an object that is not one
+        return False
+    hints = typing.get_type_hints(cls)
+    own = [f.name for f in dataclasses.fields(cls) if f.name not in ("name", "data", "raw")]
+    return all(conforms(getattr(stub, f"_{f}"), hints[f]) for f in own)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(sorted(EVENT_TYPES)), rest=TOP_LEVEL)
+def test_checks_agree_with_the_annotations(name: str, rest: dict[str, Any]) -> None:
+    """A message gets its model exactly when the model's built fields match their annotations."""
+    msg = {**rest, "t": name}
+    event = event_from_message(msg)
+    assert (type(event) is EVENT_TYPES[name]) == fits_by_annotations(msg)
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path inside a JSON value (dict keys and list indexes), ``t`` left out."""
+    found: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if prefix or key != "t":
+            found.append((*prefix, key))
+            if isinstance(item, (dict, list)):
+                found.extend(paths(item, (*prefix, key)))
+    return found
+
+
+def replaced(msg: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    copied = copy.deepcopy(msg)
+    target = copied
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return copied
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.data())
+def test_checks_agree_with_the_annotations_one_field_changed(data: st.DataObject) -> None:
+    """A realistic message with one field replaced by any JSON value: same verdict both ways."""
+    msg, _, _ = data.draw(st.sampled_from(CASES))
+    where = paths(msg)
+    if not where:
+        return
+    path = data.draw(st.sampled_from(where))
+    changed = replaced(msg, path, data.draw(JSON_VALUES))
+    event = event_from_message(changed)
+    assert (type(event) is EVENT_TYPES[msg["t"]]) == fits_by_annotations(changed)
+
+
+@pytest.mark.parametrize(("msg", "cls", "fields"), CASES, ids=CASE_IDS)
+def test_realistic_cases_fit_by_annotations(
+    msg: dict[str, Any], cls: type[Event], fields: dict[str, Any]
+) -> None:
+    """The oracle itself accepts every realistic message..."""
+    assert fits_by_annotations(msg)
+
+
+@pytest.mark.parametrize("msg", MISFITS, ids=[f"{i}-{m['t']}" for i, m in enumerate(MISFITS)])
+def test_misfits_do_not_fit_by_annotations(msg: dict[str, Any]) -> None:
+    """...and refuses every misfit, so the property test above compares two real verdicts."""
+    assert not fits_by_annotations(msg)
+
+
+# --- the deployed server's "None" -----------------------------------------------------------
+
+
+def test_none_text_in_embed_fields_reads_as_none() -> None:
+    """The server's "None" for left-out embed fields is None in the model, "None" in raw."""
+    embed = {
+        "name": "Calendar",
+        "description": "None",
+        "banner_url": "None",
+        "text": {"top": "10:00", "bottom": "None"},
+    }
+    msg = {"t": "PRESENCE_UPDATE", "_id": "1", "d": {"type": 3, "embed": embed}}
+    event = event_from_message(msg)
+    assert isinstance(event, PresenceUpdate)
+    assert event.presence is not None
+    assert event.presence.embed == Embed(
+        name="Calendar", description=None, banner_url=None, text=EmbedText(top="10:00")
+    )
+    assert event.raw["d"]["embed"]["banner_url"] == "None"
+    everything = {"name": "None", "description": "None", "banner_url": "None"}
+    all_none = event_from_message({**msg, "d": {"type": 1, "embed": everything}})
+    assert isinstance(all_none, PresenceUpdate)
+    assert all_none.presence is not None
+    assert all_none.presence.embed == Embed()
+
+
+def test_none_text_elsewhere_is_kept() -> None:
+    """Only the embed's fields are read that way: "None" elsewhere is text as sent."""
+    presence = event_from_message(
+        {"t": "PRESENCE_UPDATE", "id": "None", "d": {"type": 1, "description": "None"}}
+    )
+    assert isinstance(presence, PresenceUpdate)
+    assert presence.user_id == "None"
+    assert presence.presence is not None
+    assert presence.presence.description == "None"
+    guild = event_from_message({"t": "GUILD_UPDATE", "d": {"name": "None"}})
+    assert isinstance(guild, GuildUpdate)
+    assert guild.guild == Guild(name="None")
+    assert Embed(name="None").name == "None"  # built by hand: kept as given
+
+
+def fill_and_fits_agree(msg: dict[str, Any]) -> None:
+    """The decoder's two paths decide alike: fits() (an unread backlog) and fill() (events
+    built at once), and fill() builds what build() builds."""
+    entry = _build.ENTRIES[msg["t"]]
+    data = msg.get("d")
+    filled, built = types.SimpleNamespace(), types.SimpleNamespace()
+    try:
+        entry.fill(filled, data, msg)
+        fits = True
+    except _build.Misfit:
+        fits = False
+    assert entry.fits(data, msg) == fits
+    if fits:
+        entry.build(built, data, msg)
+        assert vars(filled) == vars(built)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(sorted(EVENT_TYPES)), rest=TOP_LEVEL)
+def test_fill_and_fits_agree(name: str, rest: dict[str, Any]) -> None:
+    """On random messages, fits() and fill() give one verdict, and fill() builds as build()."""
+    fill_and_fits_agree({**rest, "t": name})
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_fill_and_fits_agree_one_field_changed(data: st.DataObject) -> None:
+    """On realistic messages with one field replaced, fits() and fill() give one verdict."""
+    msg, _, _ = data.draw(st.sampled_from(CASES))
+    where = paths(msg)
+    if where:
+        path = data.draw(st.sampled_from(where))
+        fill_and_fits_agree(replaced(msg, path, data.draw(JSON_VALUES)))
+
+
+@pytest.mark.parametrize("msg", [m for m, _, _ in CASES] + MISFITS)
+def test_fill_and_fits_agree_on_the_listed_messages(msg: dict[str, Any]) -> None:
+    """Every realistic message and every listed misfit gets one verdict from both paths."""
+    fill_and_fits_agree(copy.deepcopy(msg))

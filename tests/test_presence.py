@@ -106,10 +106,12 @@ def test_presence_fans_out_to_every_client_sender_included(
         assert event.presence.embed == Embed(
             name="Calendar",
             description="Standup",
-            # The server str()-ed every embed field: what was left out arrives as "None".
-            banner_url="None",
-            text=EmbedText(top="10:00", bottom="None"),
+            # The server str()-ed every embed field: what was left out arrives as "None",
+            # which the models read as None (raw keeps what was sent).
+            banner_url=None,
+            text=EmbedText(top="10:00", bottom=None),
         )
+        assert event.raw["d"]["embed"]["banner_url"] == "None"
 
 
 def test_sender_gets_its_update_in_order(gateway: LocalGateway, make_client: MakeClient) -> None:
