@@ -321,7 +321,7 @@ def _connect(connect: dict[str, Any]) -> list[Target]:
 def _models(models: dict[str, Any]) -> list[Target]:
     _title(
         "Model construction per event, microseconds (best of 5 loops); bytes one decoded event "
-        "holds (tracemalloc)"
+        "holds once read (tracemalloc)"
     )
     rows = []
     for m in models.values():
