@@ -1,28 +1,29 @@
-"""``Client``: the user's API, wiring discovery, the transport and dispatch together."""
+"""``Client``: the user's API, wiring discovery, the transport and dispatch together.
+
+The shared state and the closing logic live in ``_core``, argument checks in ``_options``, and
+the process edges (fork, exit, garbage collection, duplicate clients) in ``_process``.
+"""
 
 from __future__ import annotations
 
-import atexit
 import json
-import logging
-import numbers
 import ssl
 import threading
-import warnings
-import weakref
 from collections.abc import Collection, Iterator
-from typing import Any, Callable, TypeVar, Union, overload
-from urllib.parse import urlsplit
+from typing import Any, Callable, NoReturn, TypeVar, Union, overload
 
-from ._dispatch import BufferClosed, CallbackThread, EventBuffer, Registry
-from ._state import Connected, Deadline, Disconnected, State, Stats
-from ._transport import Settings, Supervisor
-from .exceptions import ClientClosed, ConnectError, DecodeError, GatewayClosed, HatsuError
-from .models import Embed, EmbedText, Event
+from . import _process
+from ._core import Core, on_main_thread
+from ._dispatch import BufferClosed, NotStarted
+from ._options import check_number, make_settings, presence_payload
+from ._redact import register
+from ._registry import check_key
+from ._state import Deadline, State, Stats
+from ._transport import Supervisor
+from .exceptions import ClientClosed, ConnectError, GatewayClosed
+from .models import Embed, Event
 
 __all__ = ["DEFAULT_FATAL_CLOSE_CODES", "DEFAULT_GATEWAY", "PRODUCTION_1", "Client"]
-
-log = logging.getLogger("hatsu_sync")
 
 DEFAULT_GATEWAY = "https://gateway.vincentrps.xyz"
 """The documented discovery endpoint's base URL."""
@@ -35,104 +36,16 @@ DEFAULT_FATAL_CLOSE_CODES: frozenset[int] = frozenset({1002, 1003, 1007, 1008, 4
 MAX_CLIENT_MESSAGE = 2**20
 """The deployed gateway closed with 1009 on client messages over 1 MiB."""
 
+DEFAULT_MAX_BUFFER_BYTES = 64 * 2**20
+"""The default memory budget of unread events (``max_buffer_bytes``)."""
+
 F = TypeVar("F", bound=Callable[..., Any])
 Key = Union[str, "type[Event]"]
 
-
-class _Core:
-    """The state the client's threads share, and the transport's listener.
-
-    It holds no reference to the :class:`Client`, so a client its user forgot to close can be
-    garbage-collected, which warns and closes it (as an unclosed socket does).
-    """
-
-    def __init__(self, max_queue: int) -> None:
-        self.lock = threading.Lock()  # guards state and error
-        self.state = State.IDLE
-        self.error: HatsuError | None = None  # why the client closed
-        self.closed = threading.Event()
-        self.buffer = EventBuffer(max_queue)
-        self.registry = Registry()
-        self.callbacks = CallbackThread(self.registry, max_queue)
-        self.supervisor: Supervisor | None = None
-        self.url: str | None = None
-        # Written by the transport thread only; read as snapshots.
-        self.events_received = 0
-        self.decode_errors = 0
-        self.connections = 0
-
-    # -- the transport's Listener ---------------------------------------------------------------
-
-    def deliver(self, event: Event) -> None:
-        """Queue an event for get_event() and the callbacks; :meth:`flush` wakes their readers."""
-        self.events_received += 1
-        self.buffer.put(event)
-        self.callbacks.submit_event(event)
-
-    def flush(self) -> None:
-        """Wake whoever waits for what :meth:`deliver` queued (called before a blocking read)."""
-        self.buffer.wake()
-        self.callbacks.wake()
-
-    def decode_failed(self, error: DecodeError) -> None:
-        self.decode_errors += 1
-        log.warning("a gateway message was discarded: %s", error)
-        self.callbacks.submit_lifecycle("error", error)
-
-    def connected(self, url: str) -> None:
-        self.connections += 1
-        self.url = url
-        self.callbacks.submit_lifecycle("connect", Connected(url))
-
-    def disconnected(self, info: Disconnected) -> None:
-        self.callbacks.submit_lifecycle("disconnect", info)
-
-    def state_changed(self, state: State) -> None:
-        with self.lock:
-            if self.state is not State.CLOSED:
-                self.state = state
-
-    def finished(self, error: HatsuError | None) -> None:
-        self.mark_closed(error)
-        self.callbacks.request_stop()  # runs what is queued (the last "disconnect"), then ends
-
-    # -- closing --------------------------------------------------------------------------------
-
-    def mark_closed(self, error: HatsuError | None) -> None:
-        """Move to CLOSED (once), remember why, and wake every waiter."""
-        with self.lock:
-            self.state = State.CLOSED
-            if self.error is None:
-                self.error = error or ClientClosed("the client was closed")
-        self.buffer.close()
-        self.closed.set()
-
-    def shutdown(self, deadline: Deadline) -> None:
-        """Close for good: stop the transport, then the callbacks, within ``deadline``."""
-        self.mark_closed(None)
-        supervisor = self.supervisor
-        if supervisor is not None and not supervisor.stop(deadline):
-            log.warning("close: the transport thread is still running at the deadline")
-        callbacks = self.callbacks
-        in_callback = threading.current_thread() is callbacks.thread
-        if callbacks.started and not callbacks.stop(deadline) and not in_callback:
-            log.warning("close: a callback is still running at the deadline")
-
-    def closed_error(self) -> HatsuError:
-        """A fresh raise of why the client closed (its traceback is not piled up)."""
-        error = self.error or ClientClosed("the client was closed")
-        return error.with_traceback(None)
-
-
-_live: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    # The threads are daemons, so the interpreter never waits for them; this only says goodbye
-    # to the gateway with a close frame instead of dropping the TCP connection.
-    for client in list(_live):
-        client.close(timeout=1.0)
+_NOT_CONNECTED = (
+    "the client is not connected: call client.connect() first, or use "
+    "`with Client(...) as client:`, which connects and closes it"
+)
 
 
 class Client:
@@ -141,7 +54,19 @@ class Client:
     Pull events with :meth:`get_event` (or iterate), or register callbacks with :meth:`on`.
     The websocket, keepalive pings, reconnects and decoding run in background threads.
 
-    The constructor does no I/O.
+    The constructor does no I/O. Besides the settings described in the README:
+
+    - ``max_buffer_bytes``: the memory budget of unread events, in bytes of the messages they
+      were decoded from (64 MiB by default). It bounds the :meth:`get_event` buffer and,
+      separately, the events waiting for callbacks, as ``max_queue`` bounds their number; over
+      it the oldest are dropped and counted in ``stats.events_dropped`` /
+      ``stats.callbacks_dropped``.
+    - ``retry_first_connect``: when True, the first :meth:`connect` retries a failed attempt
+      under the reconnect backoff policy (``backoff_base``, ``backoff_max``, ``max_retries``)
+      until it succeeds or its ``timeout`` runs out, for services that may start before their
+      network is up. False (the default) fails at the first failed attempt.
+
+    A client cannot be copied or pickled (it owns a connection and threads).
 
     Raises:
         ValueError: an empty ``session_id``, an unknown ``encoding``, ``ping_interval <=
@@ -164,61 +89,37 @@ class Client:
         backoff_max: float = 60.0,
         max_queue: int = 10_000,
         max_message_size: int = 16 * 2**20,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         fatal_close_codes: Collection[int] = DEFAULT_FATAL_CLOSE_CODES,
         ssl_context: ssl.SSLContext | None = None,
         proxy: str | None = None,
+        retry_first_connect: bool = False,
     ) -> None:
-        if not isinstance(session_id, str):
-            raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
-        if not session_id.strip():
-            raise ValueError("session_id must not be empty")
-        if encoding not in ("json", "zlib"):
-            raise ValueError(f"encoding must be 'json' or 'zlib', not {encoding!r}")
-        _check_url(gateway, ("http", "https"), "gateway")
-        if url is not None:
-            _check_url(url, ("ws", "wss"), "url")
-        for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout)):
-            if value is not None:
-                _check_number(name, value, minimum=0.0, exclusive=True)
-        if ping_interval is not None and ping_timeout is not None and ping_interval <= ping_timeout:
-            raise ValueError(
-                f"ping_interval ({ping_interval}) must be greater than ping_timeout "
-                f"({ping_timeout})"
-            )
-        if max_retries is not None:
-            _check_int("max_retries", max_retries, minimum=0)
-        _check_number("backoff_base", backoff_base, minimum=0.0)
-        _check_number("backoff_max", backoff_max, minimum=0.0)
-        _check_int("max_queue", max_queue, minimum=1)
-        _check_int("max_message_size", max_message_size, minimum=1)
-        codes = frozenset(fatal_close_codes)
-        if not all(isinstance(code, int) and not isinstance(code, bool) for code in codes):
-            raise TypeError("fatal_close_codes must hold ints")
-        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context)}")
-        if proxy is not None:
-            _check_url(proxy, ("http",), "proxy")
-            if urlsplit(proxy).port is None:
-                raise ValueError(f"proxy must name a port (http://host:port), not {proxy!r}")
-
-        self._settings = Settings(
-            session_id=session_id,
-            gateway=gateway.rstrip("/"),
+        self._settings = make_settings(
+            session_id,
+            gateway=gateway,
             url=url,
             encoding=encoding,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
-            reconnect=bool(reconnect),
+            reconnect=reconnect,
             max_retries=max_retries,
-            backoff_base=float(backoff_base),
-            backoff_max=float(backoff_max),
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_queue=max_queue,
             max_message_size=max_message_size,
-            fatal_close_codes=codes,
+            max_buffer_bytes=max_buffer_bytes,
+            fatal_close_codes=fatal_close_codes,
             ssl_context=ssl_context,
             proxy=proxy,
+            retry_first_connect=retry_first_connect,
         )
-        self._core = _Core(max_queue)
-        self._connect_lock = threading.Lock()  # one connect() at a time
+        register(session_id)  # displays of events redact it from now on
+        self._core = Core(max_queue, max_buffer_bytes)
+        # Where this client was made, for the warning if it is collected open (see _process).
+        self._origin = _process.Origin()
+        # One connect() at a time; only ever tried without blocking (see _core's notes).
+        self._connect_lock = threading.Lock()
 
     # -- connecting -----------------------------------------------------------------------------
 
@@ -231,33 +132,47 @@ class Client:
             ConnectError: the connection failed (``DiscoveryError`` when discovery did); no
                 thread is left running and ``connect()`` may be called again.
             RuntimeError: the client is already connecting or connected.
-            ClientClosed: the client is closed (or was closed while connecting).
+            ClientClosed: the client is closed (or was closed while connecting), or it was
+                inherited from a parent process.
         """
-        _check_number("timeout", timeout, minimum=0.0, exclusive=True)
+        check_number("timeout", timeout, minimum=0.0, exclusive=True)
         core = self._core
-        with core.lock:
-            if core.state is State.CLOSED:
-                raise ClientClosed("the client is closed; create a new Client")
+        if core.closing:
+            self._raise_closed("the client is closed; create a new Client")
+        if not self._connect_lock.acquire(False):
+            raise RuntimeError("the client is already connecting")
+        try:
             if core.state is not State.IDLE:
                 raise RuntimeError(f"the client is already {core.state.value}")
-            core.state = State.CONNECTING
-            supervisor = Supervisor(self._settings, core)
-            core.supervisor = supervisor
-            if not core.callbacks.started:
-                core.callbacks.start()
-        _live.add(self)
+            previous = core.enter_main("connect")
+            try:
+                self._start(timeout)
+            finally:
+                core.leave_main(previous, "connect")
+        finally:
+            self._connect_lock.release()
+
+    def _start(self, timeout: float) -> None:
+        core = self._core
+        core.state = State.CONNECTING
+        supervisor = Supervisor(self._settings, core)
+        core.supervisor = supervisor
+        if core.closing:  # close() came meanwhile (a signal handler, another thread)
+            core.state = State.CLOSED
+            raise ClientClosed("the client was closed while connecting")
+        core.buffer.started = True  # get_event() may wait from now on
+        core.callbacks.start()
+        _process.opened(self, self._settings.session_id)
         try:
             supervisor.start(timeout)
         except BaseException:
-            with core.lock:
-                failed_while_open = core.state is State.CONNECTING
-                if failed_while_open:
-                    core.state = State.IDLE
-            if failed_while_open:
-                # connect() promises no thread left behind: a new one starts on the next try.
+            if core.state is State.CONNECTING:  # failed; a close() meanwhile made it CLOSED
+                core.state_changed(State.IDLE)
+                core.supervisor = None
+                core.buffer.started = False
+                _process.closed(self)
+                # connect() promises no thread left behind: start() makes a new one next time.
                 core.callbacks.stop(Deadline(1.0))
-                core.callbacks = CallbackThread(core.registry, core.callbacks.maxlen)
-                _live.discard(self)
             raise
 
     def __enter__(self) -> Client:
@@ -282,25 +197,44 @@ class Client:
                 ``reconnect=False``) and every buffered event has been returned.
             ConnectError: reconnecting gave up after ``max_retries`` (chained to the last
                 failure), likewise after the buffered events.
-            ClientClosed: the client was closed by its user, likewise.
+            ClientClosed: the client was closed by its user, likewise, or it was inherited
+                from a parent process.
+            RuntimeError: the client was never connected (call :meth:`connect` first).
         """
         try:
             return self._core.buffer.get(timeout)
         except BufferClosed:
-            error = self._core.closed_error()
-            raise error from error.__cause__  # keeps the chain (max_retries: the last failure)
+            pass
+        except NotStarted:
+            raise RuntimeError(_NOT_CONNECTED) from None
+        # Raised out of the except block: a ConnectError keeps its cause, not this context.
+        raise self._core.closed_error()
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Yield events until the client is closed or none arrived for ``timeout`` seconds.
 
         Raises:
             GatewayClosed, ConnectError: as :meth:`get_event`, once the buffered events are
-                yielded (a ``ClientClosed`` just ends the iteration).
+                yielded (a ``ClientClosed`` just ends the iteration, unless the client was
+                inherited from a parent process).
+            RuntimeError: at once, when the client was never connected.
         """
+        core = self._core
+        if core.forked:
+            raise core.closed_error()
+        if core.state is State.IDLE and not core.buffer.started:
+            raise RuntimeError(_NOT_CONNECTED)
+        return self._events(timeout)
+
+    def _events(self, timeout: float | None) -> Iterator[Event]:
         while True:
             try:
                 event = self.get_event(timeout)
-            except (TimeoutError, ClientClosed):
+            except TimeoutError:
+                return
+            except ClientClosed:
+                if self._core.forked:
+                    raise
                 return
             yield event
 
@@ -318,18 +252,26 @@ class Client:
     def on(self, key: Key, handler: F | None = None) -> F | Callable[[F], F]:
         """Register a callback; returns it, so it also works as a decorator.
 
-        ``key`` is an event name (``"PRESENCE_UPDATE"``), a model class (matched with
-        ``isinstance``), ``"*"`` (every gateway event) or a lifecycle name: ``"connect"``
-        (with a :class:`Connected`), ``"disconnect"`` (with a :class:`Disconnected`) or
-        ``"error"`` (with the exception). Handlers run on the client's callback thread, one
-        argument each, in arrival order.
+        ``key`` is an upper-case event name (``"PRESENCE_UPDATE"``; unknown names are allowed),
+        a model class (matched with ``isinstance``), ``"*"`` (every gateway event) or a
+        lifecycle name: ``"connect"`` (with a :class:`Connected`), ``"disconnect"`` (with a
+        :class:`Disconnected`) or ``"error"`` (with the exception). Handlers run on the
+        client's callback thread, one argument each, in arrival order. A handler that raises
+        is given to the ``"error"`` handlers, or, when there is none, reported with its
+        traceback through :func:`threading.excepthook`.
 
         Raises:
+            ValueError: ``key`` is a str that is none of the above (``"connected"``,
+                ``"presence_update"``).
             TypeError: ``key`` or ``handler`` is not of a usable kind.
+            ClientClosed: the client was inherited from a parent process.
         """
-        registry = self._core.registry
+        core = self._core
+        if core.forked:
+            raise core.closed_error()
+        registry = core.registry
         if handler is None:
-            registry.check_key(key)
+            check_key(key)
 
             def register(function: F) -> F:
                 registry.add(key, function)
@@ -339,21 +281,43 @@ class Client:
         registry.add(key, handler)
         return handler
 
-    def off(self, key: Key, handler: Callable[..., Any]) -> bool:
-        """Remove a callback registered with :meth:`on`; True if it was registered."""
+    def off(self, key: Key, handler: Callable[..., Any] | None = None) -> bool:
+        """Remove a callback registered with :meth:`on`, or every handler of ``key`` when no
+        ``handler`` is given (after a notebook cell is run again, say); True if there was one.
+
+        Raises:
+            ValueError, TypeError: ``key`` is not a key :meth:`on` accepts.
+        """
+        check_key(key)
         return self._core.registry.remove(key, handler)
 
     # -- closing --------------------------------------------------------------------------------
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Close the client for good; idempotent and safe from any thread, callbacks included.
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Close the client for good; idempotent and safe from any thread, callbacks included,
+        and from a signal handler.
 
         Stops reconnecting at once (a backoff wait too), sends a close frame and waits for the
         gateway's answer, wakes every blocked :meth:`get_event`, :meth:`events` and
         :meth:`wait`, and returns once the client's threads have ended, or at ``timeout``.
+        From a signal handler that interrupted the main thread inside :meth:`connect`,
+        :meth:`send` or :meth:`close`, it returns at once, and the interrupted call finishes
+        the close as it returns.
         """
-        self._core.shutdown(Deadline(timeout))
-        _live.discard(self)
+        if timeout is not None:  # None: no limit
+            check_number("timeout", timeout, minimum=0.0)
+        core = self._core
+        if core.forked:
+            return
+        if core.main_call is not None and on_main_thread():
+            core.request_close(timeout)
+        else:
+            previous = core.enter_main("close")
+            try:
+                core.shutdown(Deadline(timeout))
+            finally:
+                core.leave_main(previous, "close")
+        _process.closed(self)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the client is closed; True if it closed, False on timeout.
@@ -363,12 +327,20 @@ class Client:
         Raises:
             GatewayClosed: the connection ended for good.
             ConnectError: reconnecting gave up after ``max_retries``.
+            ClientClosed: the client was inherited from a parent process.
+            RuntimeError: the client was never connected (call :meth:`connect` first).
         """
-        if not self._core.closed.wait(timeout):
+        core = self._core
+        if core.state is State.IDLE and not core.buffer.started:
+            raise RuntimeError(_NOT_CONNECTED)
+        if not core.closed.wait(timeout):
             return False
-        error = self._core.closed_error()
-        if isinstance(error, (GatewayClosed, ConnectError)):
-            raise error
+        error = core.closed_error()
+        if isinstance(error, (GatewayClosed, ConnectError)) or core.forked:
+            try:
+                raise error
+            finally:
+                del error  # this frame would hold the error that holds this frame
         return True
 
     # -- sending --------------------------------------------------------------------------------
@@ -385,16 +357,25 @@ class Client:
         if not isinstance(payload, dict):
             raise TypeError(f"payload must be a dict, not {type(payload).__name__}")
         core = self._core
-        if core.state is State.CLOSED:
-            raise ClientClosed("the client is closed")
+        if core.closing:
+            self._raise_closed("the client is closed")
+        text = json.dumps(payload)
+        if len(text) > MAX_CLIENT_MESSAGE or len(text.encode("utf-8")) > MAX_CLIENT_MESSAGE:
+            raise ValueError(f"a message over {MAX_CLIENT_MESSAGE} bytes would be refused")
         supervisor = core.supervisor
         connection = supervisor.current() if supervisor is not None else None
         if connection is None or core.state is not State.CONNECTED:
             raise ConnectError(f"not connected (the client is {core.state.value})")
-        text = json.dumps(payload)
-        if len(text) > MAX_CLIENT_MESSAGE or len(text.encode("utf-8")) > MAX_CLIENT_MESSAGE:
-            raise ValueError(f"a message over {MAX_CLIENT_MESSAGE} bytes would be refused")
-        connection.send_text(text)
+        if core.main_call == "send" and on_main_thread():
+            # A signal handler interrupted a send() that may hold the socket's send lock:
+            # this message goes out right after that one, when it returns.
+            core.deferred_sends.append(text)
+            return
+        previous = core.enter_main("send")
+        try:
+            connection.send_text(text)
+        finally:
+            core.leave_main(previous, "send")
 
     def update_presence(
         self,
@@ -418,48 +399,14 @@ class Client:
             ClientClosed: the client is closed.
             ConnectError: the client is not connected right now.
         """
-        if isinstance(type, bool) or not isinstance(type, int):
-            raise TypeError(f"type must be an int, not {_type_name(type)}")
-        if type not in (1, 2, 3, 4):
-            raise ValueError(f"type must be 1, 2, 3 or 4, not {type}")
-        _check_optional(str, "description", description)
-        if isinstance(emoji, bool) or not isinstance(emoji, (str, int, _NoneType)):
-            raise TypeError(f"emoji must be a str or int id or None, not {_type_name(emoji)}")
-        payload: dict[str, Any] = {
-            "t": "PRESENCE",
-            "type": type,
-            "description": description,
-            "emoji": emoji,
-        }
-        if embed is not None:
-            if not isinstance(embed, Embed):
-                raise TypeError(f"embed must be a hatsu_sync.Embed, not {_type_name(embed)}")
-            for name in ("name", "description"):
-                value = getattr(embed, name)
-                if value is None:
-                    raise ValueError(f"a presence embed needs a {name}")
-                _check_optional(str, f"embed.{name}", value)
-            _check_optional(str, "embed.banner_url", embed.banner_url)
-            _check_optional(EmbedText, "embed.text", embed.text)
-            text = embed.text or EmbedText()
-            _check_optional(str, "embed.text.top", text.top)
-            _check_optional(str, "embed.text.bottom", text.bottom)
-            # The gateway's own field names: the text lines go flat, as top_text/bottom_text.
-            payload["embed"] = {
-                "name": embed.name,
-                "description": embed.description,
-                "banner_url": embed.banner_url,
-                "top_text": text.top,
-                "bottom_text": text.bottom,
-            }
-        self.send(payload)
+        self.send(presence_payload(type, description, emoji, embed))
 
     # -- inspection -----------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
         """True once the client is closed (by its user or for good by the gateway)."""
-        return self._core.state is State.CLOSED
+        return self._core.closing
 
     @property
     def state(self) -> State:
@@ -478,53 +425,38 @@ class Client:
             reconnects=max(0, core.connections - 1),
         )
 
+    def _raise_closed(self, message: str) -> NoReturn:
+        core = self._core
+        if core.forked:
+            raise core.closed_error()
+        raise ClientClosed(message)
+
     def __repr__(self) -> str:
-        settings = self._settings
-        where = self._core.url or settings.url or settings.gateway
-        return (
-            f"<{type(self).__module__.split('.')[0]}.Client {self._core.state.name} "
-            f"url={where!r} encoding={settings.encoding!r}>"
+        # Safe on a client whose constructor raised (traceback renderers show locals).
+        name = f"{type(self).__module__.split('.')[0]}.Client"
+        settings = getattr(self, "_settings", None)
+        core = getattr(self, "_core", None)
+        if settings is None or core is None:
+            return f"<{name} (not initialised)>"
+        where = core.url or settings.url or settings.gateway
+        state = "CLOSED (inherited from the parent process)" if core.forked else core.state.name
+        return f"<{name} {state} url={where!r} encoding={settings.encoding!r}>"
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        # copy, deepcopy and pickle all come here: a copy would share the connection and
+        # threads, and closing (or collecting) it would close the original.
+        raise TypeError(
+            "a hatsu_sync Client cannot be copied or pickled: it owns a connection and "
+            "threads; create another Client with the same arguments"
         )
 
     def __del__(self) -> None:
         core = getattr(self, "_core", None)
-        if core is None or core.state in (State.IDLE, State.CLOSED):
+        if core is None or core.forked or core.closing or core.state is State.IDLE:
             return
-        warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
-        core.shutdown(Deadline(1.0))
-
-
-_NoneType = type(None)
-
-
-def _type_name(value: object) -> str:
-    return type(value).__name__
-
-
-def _check_optional(kind: type, name: str, value: object) -> None:
-    if value is not None and not isinstance(value, kind):
-        raise TypeError(f"{name} must be a {kind.__name__} or None, not {_type_name(value)}")
-
-
-def _check_url(value: object, schemes: tuple[str, ...], name: str) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
-        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
-        raise ValueError(f"{name} must be a {wanted} URL, not {value!r}")
-
-
-def _check_number(name: str, value: object, *, minimum: float, exclusive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if value < minimum or (exclusive and value == minimum):
-        relation = ">" if exclusive else ">="
-        raise ValueError(f"{name} must be {relation} {minimum}, not {value}")
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+        shown = repr(self)
+        # Closed first: a warning turned into an error (-W error) must not skip the close.
+        try:
+            core.shutdown(Deadline(1.0))
+        finally:
+            _process.warn_unclosed(self, shown, getattr(self, "_origin", None))

@@ -2,7 +2,12 @@
 
 The socket thread only ever appends to these two queues, so user code (a slow consumer, a
 handler that blocks for minutes) can never delay the reads that keep the connection alive.
-Both queues are bounded: when one is full its oldest event is dropped and counted.
+Both queues are bounded by a count and by a memory budget: when one is over either, its oldest
+events are dropped and counted.
+
+No lock here is ever taken by a thread calling the client's public methods, and no wait relies
+on one (see :class:`~hatsu_sync._state.Wakeup`): a signal handler may call any of them while
+the main thread is inside another.
 """
 
 from __future__ import annotations
@@ -10,30 +15,49 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Any, Callable, Union
+from typing import Any
 
-from ._state import Deadline
+from ._redact import redact_known
+from ._registry import LIFECYCLE, Handler, Handlers, Registry, check_key
+from ._state import Deadline, Wakeup
 from .models import Event
 
-__all__ = ["LIFECYCLE", "CallbackThread", "EventBuffer", "Registry"]
+__all__ = [
+    "LIFECYCLE",
+    "BufferClosed",
+    "CallbackThread",
+    "EventBuffer",
+    "NotStarted",
+    "Registry",
+    "check_key",
+    "report_to_excepthook",
+]
 
 log = logging.getLogger("hatsu_sync")
-
-LIFECYCLE = frozenset({"connect", "disconnect", "error"})
-
-Handler = Callable[[Any], Any]
-Key = Union[str, "type[Event]"]
 
 
 class BufferClosed(Exception):
     """Raised by :meth:`EventBuffer.get` once the buffer is closed and empty."""
 
 
+class NotStarted(Exception):
+    """Raised by :meth:`EventBuffer.get` when nothing was ever connected to fill it."""
+
+
+# Both queues keep their memory budget the same way, without locking against their readers.
+# Readers only pop from the left, so the queued items are always the last ``len(items)`` that
+# the one producer thread appended: the producer keeps their sizes, in the same order, in
+# ``_sizes`` (and their sum in ``_total``), and forgets the oldest sizes once their items are
+# gone. Between those clean-ups ``_total`` overestimates (it still counts what readers took),
+# which only ever makes room early. The clean-up runs only when a bound may be reached, so the
+# per-event cost is one comparison and two appends.
+
+
 class EventBuffer:
     """A bounded FIFO of events read by any number of threads; the oldest go when it is full.
 
     One thread puts (the transport thread), any number get. The deque's own atomic
-    ``append``/``popleft`` carry the events; ``get`` takes the lock only to wait.
+    ``append``/``popleft`` carry the events, and nobody takes a lock.
 
     ``put`` does not wake the waiting readers: :meth:`wake` does, and the transport calls it
     (through ``_Core.flush``) before each socket read that may block, so a burst of events read
@@ -42,36 +66,61 @@ class EventBuffer:
     event itself (zlib's inflate and every socket read release the GIL).
     """
 
-    def __init__(self, maxlen: int) -> None:
-        self._maxlen = maxlen
+    def __init__(self, max_items: int, max_bytes: int) -> None:
         self._items: deque[Event] = deque()
-        # Guards _waiting and _closed; waiters sleep on it until an event or the close arrives.
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._waiting = 0  # threads inside get() that found the buffer empty
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._sizes: deque[int] = deque()  # see the notes above the class
+        self._total = 0
+        self._wakeup = Wakeup()
         self._closed = False
+        self.started = False  # set once a connection may fill the buffer
         self.dropped = 0
 
     def put(self, event: Event) -> None:
-        """Append an event (from the socket thread), pushing out the oldest if full."""
+        """Append an event (from the socket thread), pushing out the oldest while over budget."""
+        size: int = getattr(event, "_nbytes", 0)
+        sizes = self._sizes
         items = self._items
-        if len(items) >= self._maxlen:
-            # Only this thread adds, so the length cannot grow meanwhile; if a reader takes
-            # the oldest first, the next oldest goes instead: one event dropped either way.
+        if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
+            if len(sizes) == len(items) and self._total + size <= self._max_bytes:
+                # Full by count, nothing taken since the last look (nobody is reading, as
+                # when only callbacks are used): the steady state, one event out per event in.
+                try:
+                    items.popleft()
+                    self.dropped += 1
+                    self._total -= sizes.popleft()
+                except IndexError:  # a reader took the last one meanwhile
+                    pass
+            else:
+                self._make_room(size)
+        items.append(event)
+        sizes.append(size)
+        self._total += size
+
+    def _make_room(self, size: int) -> None:
+        items = self._items
+        sizes = self._sizes
+        total = self._total
+        taken = len(sizes) - len(items)  # by readers, since the last clean-up
+        while taken > 0:
+            total -= sizes.popleft()
+            taken -= 1
+        dropped = 0
+        while len(items) >= self._max_items or (items and total + size > self._max_bytes):
             try:
                 items.popleft()
-                self.dropped += 1
-            except IndexError:
-                pass
-        items.append(event)
+            except IndexError:  # readers took the rest meanwhile
+                break
+            dropped += 1
+            total -= sizes.popleft()
+        self.dropped += dropped
+        self._total = total
 
     def wake(self) -> None:
         """Wake the threads waiting in :meth:`get` (``put`` does not: see the class notes)."""
-        # A get() counts itself in _waiting before it looks at the deque (under the lock):
-        # either it saw the events put so far, or it is counted here and gets woken.
-        if self._waiting:
-            with self._lock:
-                self._ready.notify_all()
+        if self._wakeup:
+            self._wakeup.wake_all()
 
     def get(self, timeout: float | None) -> Event:
         """Return the next event.
@@ -81,102 +130,57 @@ class EventBuffer:
         Raises:
             TimeoutError: no event arrived in time.
             BufferClosed: the buffer is closed and every buffered event has been taken.
+            NotStarted: the buffer is empty and nothing was ever connected to fill it.
         """
+        items = self._items
         try:
-            return self._items.popleft()
+            return items.popleft()
         except IndexError:
             pass
-        with self._lock:
-            self._waiting += 1
+        if not self.started and not self._closed:
+            raise NotStarted
+        if timeout is not None and timeout <= 0:
+            if self._closed:
+                return self._last(items)
+            raise TimeoutError("no event is waiting")
+        deadline = Deadline(timeout)
+        wakeup = self._wakeup
+        while True:
+            # Listed before looking: a put or close from now on wakes this thread.
+            token = wakeup.enlist()
             try:
-                deadline: Deadline | None = None
-                while True:
-                    try:
-                        return self._items.popleft()
-                    except IndexError:
-                        pass
-                    if self._closed:
-                        raise BufferClosed
-                    if timeout is not None and timeout <= 0:
-                        raise TimeoutError("no event is waiting")
-                    if deadline is None:
-                        deadline = Deadline(timeout)
-                    remaining = deadline.remaining()
-                    if remaining == 0.0:
-                        raise TimeoutError(f"no event arrived within {timeout} s")
-                    self._ready.wait(remaining)
-            finally:
-                self._waiting -= 1
+                event = items.popleft()
+            except IndexError:
+                pass
+            else:
+                wakeup.cancel(token)
+                return event
+            if self._closed:
+                wakeup.cancel(token)
+                return self._last(items)
+            remaining = deadline.remaining()
+            if remaining == 0.0:
+                wakeup.cancel(token)
+                raise TimeoutError(f"no event arrived within {timeout} s")
+            wakeup.wait(token, remaining)
+
+    @staticmethod
+    def _last(items: deque[Event]) -> Event:
+        # Closed: the transport has stopped adding, but may have added one since the last look.
+        try:
+            return items.popleft()
+        except IndexError:
+            raise BufferClosed from None
 
     def close(self) -> None:
         """Wake every waiter; buffered events are still handed out, then BufferClosed."""
-        with self._lock:
-            self._closed = True
-            self._ready.notify_all()
+        self._closed = True
+        self._wakeup.wake_all()
 
-
-class Registry:
-    """Callbacks by key: an event name, a model class, ``"*"`` or a lifecycle name.
-
-    Readers get an immutable snapshot, so the callback thread never takes a lock and
-    ``on``/``off`` from inside a handler take effect from the next event on.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # serialises writers of _entries
-        self._entries: tuple[tuple[Key, Handler], ...] = ()
-        self.has_event_handlers = False
-
-    def add(self, key: Key, handler: Handler) -> None:
-        """Register ``handler`` for ``key``.
-
-        Raises:
-            TypeError: ``handler`` is not callable, or ``key`` is neither a non-empty str nor an
-                :class:`Event` subclass.
-        """
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        self.check_key(key)
-        with self._lock:
-            self._publish((*self._entries, (key, handler)))
-
-    @staticmethod
-    def check_key(key: object) -> None:
-        """Raise TypeError unless ``key`` is a non-empty str or an :class:`Event` subclass."""
-        if isinstance(key, str):
-            if not key:
-                raise TypeError("an event name must not be empty")
-        elif not (isinstance(key, type) and issubclass(key, Event)):
-            raise TypeError(
-                "key must be an event name, '*', 'connect', 'disconnect', 'error' or an "
-                f"Event subclass, not {key!r}"
-            )
-
-    def remove(self, key: Key, handler: Handler) -> bool:
-        """Unregister one registration of ``handler`` for ``key``; True if there was one."""
-        with self._lock:
-            for index, (k, h) in enumerate(self._entries):
-                if k == key and h == handler:
-                    self._publish(self._entries[:index] + self._entries[index + 1 :])
-                    return True
-        return False
-
-    def _publish(self, entries: tuple[tuple[Key, Handler], ...]) -> None:
-        self._entries = entries
-        self.has_event_handlers = any(k not in LIFECYCLE for k, _ in entries)
-
-    def for_event(self, event: Event) -> list[Handler]:
-        """The handlers matching ``event``, in registration order."""
-        name = event.name
-        return [
-            h
-            for k, h in self._entries
-            if k == name or k == "*" or (isinstance(k, type) and isinstance(event, k))
-        ]
-
-    def for_lifecycle(self, kind: str) -> list[Handler]:
-        """The handlers of a lifecycle name, in registration order."""
-        return [h for k, h in self._entries if k == kind]
+    def discard(self) -> None:
+        """Close and drop whatever is buffered (the events of a parent process, after fork)."""
+        self._closed = True
+        self._items.clear()
 
 
 class _Lifecycle:
@@ -192,44 +196,54 @@ class _Lifecycle:
 class CallbackThread:
     """Runs every callback, in arrival order, on one thread that lives as long as its client.
 
-    A handler that raises is logged with its traceback and reported to the ``"error"``
-    handlers; it stops neither the other handlers nor later events.
+    A handler that raises is reported to the ``"error"`` handlers, or, when there is none, to
+    :func:`threading.excepthook` (with its traceback, as an exception escaping a thread is);
+    it stops neither the other handlers nor later events.
     """
 
-    def __init__(self, registry: Registry, maxlen: int) -> None:
+    def __init__(self, registry: Registry, max_items: int, max_bytes: int) -> None:
         self._registry = registry
-        self._maxlen = maxlen
-        # Appended to by the transport thread (events without the lock: deque.append is
+        # Appended to by the transport thread only (events without the lock: deque.append is
         # atomic), taken from by the callback thread under the lock.
         self._items: deque[Event | _Lifecycle] = deque()
-        # Guards taking from _items, dropping from it, _stopping, _abandon and _idle.
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._sizes: deque[int] = deque()  # as in EventBuffer
+        self._total = 0
+        # Guards taking from _items against dropping from its middle. Only the transport and
+        # callback threads ever take it: never a thread inside a public method of the client.
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._idle = False  # the thread is about to wait, or waiting, for items
+        self._wakeup = Wakeup()
         self._stopping = False
         self._abandon = False
         self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="hatsu-sync-callbacks", daemon=True)
+        # Made in start(): a thread object that never ran would keep this object in a cycle
+        # (its target is a bound method of this object).
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the thread (once)."""
+        """Start the thread (again, after a :meth:`stop` that ended it)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping = self._abandon = False
+        self._thread = threading.Thread(target=self._run, name="hatsu-sync-callbacks", daemon=True)
         self._thread.start()
 
     @property
     def started(self) -> bool:
         """True once :meth:`start` has been called."""
-        return self._thread.ident is not None
+        return self._thread is not None
 
     @property
-    def maxlen(self) -> int:
-        """How many events may wait for their handlers."""
-        return self._maxlen
+    def thread(self) -> threading.Thread | None:
+        """The callback thread, once started."""
+        return self._thread
 
     def request_stop(self) -> None:
-        """Ask the thread to end once the queue is empty, without waiting for it."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify_all()
+        """Ask the thread to end once the queue is empty, without waiting for it (never
+        blocks: safe from a signal handler)."""
+        self._stopping = True
+        self._wakeup.wake_all()
 
     def submit_event(self, event: Event) -> None:
         """Queue an event for its handlers (a no-op while no event handler is registered).
@@ -238,33 +252,47 @@ class CallbackThread:
         """
         if not self._registry.has_event_handlers:
             return
-        items = self._items
-        if len(items) >= self._maxlen:
+        size: int = getattr(event, "_nbytes", 0)
+        sizes = self._sizes
+        if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
             with self._lock:
-                self._drop_oldest_event()
-        items.append(event)
+                self._make_room(size)
+        self._items.append(event)
+        sizes.append(size)
+        self._total += size
+
+    def submit_lifecycle(self, kind: str, value: object) -> None:
+        """Queue a lifecycle notice (``"connect"``, ``"disconnect"``, ``"error"``) and wake."""
+        with self._lock:  # the sizes must stay in step with the items: no drop meanwhile
+            self._items.append(_Lifecycle(kind, value))
+            self._sizes.append(0)
+        self._wakeup.wake_all()
 
     def wake(self) -> None:
         """Wake the thread for the events submitted since it last looked."""
-        # The thread sets _idle (under the lock) before it looks at the deque: either it saw
-        # the events submitted so far, or it is idle here and gets woken.
-        if self._idle:
-            with self._lock:
-                self._ready.notify()
+        if self._wakeup:
+            self._wakeup.wake_all()
 
-    def submit_lifecycle(self, kind: str, value: object) -> None:
-        """Queue a lifecycle notice (``"connect"``, ``"disconnect"``, ``"error"``)."""
-        with self._ready:
-            self._items.append(_Lifecycle(kind, value))
-            self._ready.notify()
-
-    def _drop_oldest_event(self) -> None:
-        # Lifecycle notices are few and must not be lost: drop the oldest event instead.
-        for index, item in enumerate(self._items):
-            if not isinstance(item, _Lifecycle):
-                del self._items[index]
-                self.dropped += 1
-                return
+    def _make_room(self, size: int) -> None:
+        # Under the lock: the callback thread cannot take from the queue meanwhile, so the
+        # sizes line up with the items exactly once the taken ones are forgotten.
+        items = self._items
+        sizes = self._sizes
+        total = self._total
+        for _ in range(len(sizes) - len(items)):
+            total -= sizes.popleft()
+        while len(items) >= self._max_items or (items and total + size > self._max_bytes):
+            # Lifecycle notices are few and must not be lost: drop the oldest event instead.
+            for index, item in enumerate(items):
+                if not isinstance(item, _Lifecycle):
+                    del items[index]
+                    total -= sizes[index]
+                    del sizes[index]
+                    self.dropped += 1
+                    break
+            else:
+                break
+        self._total = total
 
     def stop(self, deadline: Deadline) -> bool:
         """Let the thread run what is queued until ``deadline``, then end it.
@@ -273,55 +301,103 @@ class CallbackThread:
         for instance by ``close()`` inside a callback: it ends once that callback returns).
         """
         self.request_stop()
-        if threading.current_thread() is self._thread or not self._thread.is_alive():
-            return not self._thread.is_alive()
-        self._thread.join(deadline.remaining())
-        if self._thread.is_alive():
-            with self._ready:
-                self._abandon = True  # stop after the handler that is running now
-                self._ready.notify_all()
-            self._thread.join(0.05)
-        return not self._thread.is_alive()
+        thread = self._thread
+        if thread is None:
+            return True
+        if threading.current_thread() is thread or not thread.is_alive():
+            return not thread.is_alive()
+        thread.join(deadline.remaining())
+        if thread.is_alive():
+            self._abandon = True  # stop after the handler that is running now
+            self._wakeup.wake_all()
+            thread.join(0.05)
+        return not thread.is_alive()
 
-    @property
-    def thread(self) -> threading.Thread:
-        """The callback thread."""
-        return self._thread
+    def discard(self) -> None:
+        """Forget the queue without running it (the callbacks of a parent process, after fork)."""
+        self._stopping = self._abandon = True
+        self._items.clear()
 
     def _run(self) -> None:
         items = self._items
+        lock = self._lock
+        wakeup = self._wakeup
+        registry = self._registry
         while True:
-            with self._lock:
-                self._idle = True
-                while not items and not self._stopping:
-                    self._ready.wait()
-                self._idle = False
-                if self._abandon or not items:
-                    if items:
-                        log.warning("close: %d queued callback items discarded", len(items))
-                        items.clear()
-                    return
-                item = items.popleft()
-            if isinstance(item, _Lifecycle):
-                self._call_all(self._registry.for_lifecycle(item.kind), item.value, item.kind)
-            else:
-                self._call_all(self._registry.for_event(item), item, item.name)
+            if not items:
+                token = wakeup.enlist()  # before looking again: a wake from now on counts
+                if items or self._stopping:
+                    wakeup.cancel(token)
+                else:
+                    wakeup.wait(token, None)
+                    continue
+            # A batch per lock: the transport thread only takes the lock to drop events.
+            with lock:
+                batch = [items.popleft() for _ in range(min(len(items), 64))]
+            if not batch and self._stopping:
+                return
+            for item in batch:
+                if self._abandon:
+                    break
+                if isinstance(item, _Lifecycle):
+                    self._call_all(registry.for_lifecycle(item.kind), item.value, item.kind)
+                    continue
+                # The registry's cache, read inline: this runs for every event.
+                by_name = registry._cache.get(type(item))
+                handlers = by_name.get(item.name) if by_name is not None else None
+                if handlers is None:
+                    handlers = registry.for_event(item)
+                for handler in handlers:
+                    try:
+                        handler(item)
+                    except (Exception, SystemExit) as exc:
+                        self._handler_failed(handler, exc, item.name)
+            if self._abandon:
+                break
+        if items:
+            log.warning("close: %d queued callback items discarded", len(items))
+            items.clear()
 
-    def _call_all(self, handlers: list[Handler], value: object, what: str) -> None:
+    def _call_all(self, handlers: Handlers, value: object, what: str) -> None:
         for handler in handlers:
             try:
                 handler(value)
             except (Exception, SystemExit) as exc:
-                name = getattr(handler, "__qualname__", repr(handler))
-                if what == "error":
-                    log.exception("an 'error' handler %s raised", name)
-                    continue
-                log.exception("handler %s for %s raised", name, what)
-                for on_error in self._registry.for_lifecycle("error"):
-                    try:
-                        on_error(exc)
-                    except (Exception, SystemExit):
-                        log.exception(
-                            "an 'error' handler %s raised",
-                            getattr(on_error, "__qualname__", repr(on_error)),
-                        )
+                self._handler_failed(handler, exc, what)
+
+    def _handler_failed(self, handler: Handler, exc: BaseException, what: str) -> None:
+        name = getattr(handler, "__qualname__", type(handler).__name__)
+        # The event name may echo the session id; the message is left out (it may quote data).
+        shown = redact_known(what)
+        error_handlers = self._registry.for_lifecycle("error") if what != "error" else ()
+        if not error_handlers:
+            # Reported once, on stderr by default, by the hook that reports an exception
+            # escaping a thread; the log keeps a quiet record.
+            log.debug("handler %s for %s raised %s", name, shown, type(exc).__name__)
+            report_to_excepthook(exc)
+            return
+        log.info(
+            "handler %s for %s raised %s: given to the 'error' handlers",
+            name,
+            shown,
+            type(exc).__name__,
+        )
+        for on_error in error_handlers:
+            try:
+                on_error(exc)
+            except (Exception, SystemExit) as again:
+                log.debug("the 'error' handler %s raised", getattr(on_error, "__qualname__", ""))
+                report_to_excepthook(again)
+
+
+def report_to_excepthook(exc: BaseException) -> None:
+    """Report ``exc`` as :mod:`threading` reports an exception that escapes a thread."""
+    args: Any = threading.ExceptHookArgs(
+        [type(exc), exc, exc.__traceback__, threading.current_thread()]
+    )
+    try:
+        threading.excepthook(args)
+    except Exception:  # a hook that fails must not end the callback thread
+        log.exception("threading.excepthook failed")
+    finally:
+        del args  # it holds the traceback, which holds this frame

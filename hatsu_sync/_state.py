@@ -1,12 +1,16 @@
-"""Small value types shared by the client's stages: its state, its stats and lifecycle info."""
+"""Small types shared by the client's stages: its state, stats, lifecycle info and waits."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Connected", "Deadline", "Disconnected", "State", "Stats"]
+__all__ = ["Connected", "Deadline", "Disconnected", "Latch", "State", "Stats", "Wakeup"]
 
 
 class State(enum.Enum):
@@ -73,3 +77,96 @@ class Deadline:
         if self._end is None:
             return None
         return max(0.0, self._end - time.monotonic())
+
+
+# -- waiting without a lock that a signal handler could find held ------------------------------
+#
+# Python runs signal handlers on the main thread, between two bytecodes of whatever it was
+# doing. A handler that takes a threading.Lock (or a Condition's) which the interrupted frame
+# holds waits for itself for ever; threading.Event.set() is such a call, since Event.wait()
+# holds its Condition's lock between checking the flag and sleeping. So the client's waits are
+# built differently: a sleeper takes a fresh lock of its own, locks it, lists it, and blocks on
+# locking it again; a waker takes the sleepers off the list (atomically: one waker per sleeper)
+# and releases them. Releasing never blocks, the list is a deque whose append/popleft/remove are
+# atomic, and a sleeper lists itself *before* it looks at the condition it waits for, so a wake
+# that comes between the look and the sleep (from another thread or from a signal handler on
+# the sleeper's own thread) releases a lock that is already listed: nothing is lost.
+
+_allocate_lock = threading.Lock
+# Lock.acquire refuses timeouts over TIMEOUT_MAX; longer waits are for ever in practice.
+_LONGEST = threading.TIMEOUT_MAX
+
+
+class Wakeup:
+    """Threads wait in :meth:`wait` until :meth:`wake_all` (safe from a signal handler)."""
+
+    __slots__ = ("_sleepers",)
+
+    def __init__(self) -> None:
+        self._sleepers: deque[Any] = deque()
+
+    def enlist(self) -> Any:
+        """A token to :meth:`wait` on; take it *before* checking what is waited for."""
+        token = _allocate_lock()
+        token.acquire()
+        self._sleepers.append(token)
+        return token
+
+    def wait(self, token: Any, timeout: float | None) -> None:
+        """Block until woken or ``timeout`` (None: no limit), then forget ``token``."""
+        try:
+            token.acquire(True, -1 if timeout is None else min(timeout, _LONGEST))
+        finally:
+            self.cancel(token)
+
+    def cancel(self, token: Any) -> None:
+        """Forget ``token`` without sleeping (the awaited condition already holds)."""
+        with contextlib.suppress(ValueError):  # a waker took it off the list first
+            self._sleepers.remove(token)
+
+    def wake_all(self) -> None:
+        """Wake every thread enlisted so far; never blocks."""
+        sleepers = self._sleepers
+        while sleepers:
+            try:
+                token = sleepers.popleft()
+            except IndexError:  # another waker emptied it meanwhile
+                return
+            token.release()
+
+    def __bool__(self) -> bool:
+        """True while some thread is enlisted."""
+        return bool(self._sleepers)
+
+
+class Latch:
+    """A flag that is set once and waited for: :class:`threading.Event` without its lock."""
+
+    __slots__ = ("_set", "_wakeup")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._wakeup = Wakeup()
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` has been called."""
+        return self._set
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter; never blocks (safe from a signal handler)."""
+        self._set = True
+        self._wakeup.wake_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or ``timeout`` passes; return the flag."""
+        deadline = Deadline(timeout)
+        while not self._set:
+            remaining = deadline.remaining()
+            if remaining == 0.0:
+                return False
+            token = self._wakeup.enlist()
+            if self.is_set():  # set between the loop's test and the enlisting
+                self._wakeup.cancel(token)
+                break
+            self._wakeup.wait(token, remaining)
+        return True

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from hatsu_sync import Client
+from hatsu_sync import Client, _redact
 from hatsu_sync.testing import LocalGateway
 
 # Every wait in the tests scales with this one constant.
@@ -33,6 +33,15 @@ def eventually(predicate: Callable[[], Any], timeout: float = T, what: str = "co
 def client_threads() -> list[threading.Thread]:
     """The threads a hatsu_sync Client owns that are alive now."""
     return [t for t in threading.enumerate() if t.name.startswith("hatsu-sync")]
+
+
+@pytest.fixture(autouse=True)
+def registered_secrets_stay_in_their_test() -> Iterator[None]:
+    """Every Client registers its session id for redaction, process-wide and for good; a test's
+    short ids (session id "1") must not redact the next test's output ("1 reconnect")."""
+    saved = _redact._known
+    yield
+    _redact._known = saved
 
 
 @pytest.fixture(autouse=True)

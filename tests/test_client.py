@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import logging
+import pickle
 import threading
 import warnings
 from typing import Any, Callable
@@ -336,7 +338,7 @@ def test_off_removes_a_handler(gateway: LocalGateway, make_client: MakeClient) -
 def test_raising_handler_is_logged_and_reported(
     gateway: LocalGateway, make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A raising handler is logged with its traceback, reported to 'error', and stops nothing."""
+    """A raising handler goes to 'error', is logged once at INFO (no traceback), stops nothing."""
     client = make_client()
     errors: list[BaseException] = []
     seen: list[Any] = []
@@ -353,7 +355,7 @@ def test_raising_handler_is_logged_and_reported(
             done.set()
 
     client.on("error", errors.append)
-    with caplog.at_level(logging.ERROR, logger="hatsu_sync"):
+    with caplog.at_level(logging.INFO, logger="hatsu_sync"):
         client.connect(timeout=T)
         gateway.wait_for_clients(1, timeout=T)  # the gateway has the identify
         gateway.send_many({"t": "N", "d": i} for i in range(3))
@@ -363,7 +365,7 @@ def test_raising_handler_is_logged_and_reported(
     assert [str(e) for e in errors] == ["boom 0", "boom 1", "boom 2"]
     records = [r for r in caplog.records if "raised" in r.getMessage()]
     assert len(records) == 3
-    assert all(r.exc_info for r in records)
+    assert all(r.levelno == logging.INFO and not r.exc_info for r in records)
     assert client.state is State.CONNECTED
 
 
@@ -407,11 +409,11 @@ def test_callback_queue_is_bounded(gateway: LocalGateway, make_client: MakeClien
 
 
 def test_on_rejects_bad_keys_and_handlers(make_client: MakeClient) -> None:
-    """on() raises TypeError for a key or handler of the wrong kind."""
+    """on() raises TypeError for a key or handler of the wrong kind, ValueError for ""."""
     client = make_client()
     with pytest.raises(TypeError):
         client.on(42, print)  # type: ignore[call-overload]
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown callback key"):
         client.on("", print)
     with pytest.raises(TypeError):
         client.on(dict, print)  # type: ignore[call-overload]
@@ -584,6 +586,9 @@ def test_send_errors(gateway: LocalGateway, make_client: MakeClient) -> None:
         ({"proxy": "http://127.0.0.1"}, ValueError),
         ({"ssl_context": "yes"}, TypeError),
         ({"fatal_close_codes": ["4002"]}, TypeError),
+        ({"max_buffer_bytes": 0}, ValueError),
+        ({"max_buffer_bytes": 1.5}, TypeError),
+        ({"retry_first_connect": "yes"}, TypeError),
     ],
 )
 def test_constructor_validates(kwargs: dict[str, Any], error: type[Exception]) -> None:
@@ -678,3 +683,202 @@ def test_identify_payload_is_plain_json(gateway: LocalGateway, make_client: Make
         "session_id": SESSION,
         "encoding": "zlib",
     }
+
+
+# -- second release: forgotten connect, handler keys, duplicates, settings -----------------------
+
+
+def test_a_client_never_connected_refuses_to_wait(make_client: MakeClient) -> None:
+    """Before connect(), get_event (any timeout), events, iteration and wait raise at once."""
+    client = make_client()
+    calls: list[Callable[[], Any]] = [
+        client.get_event,
+        lambda: client.get_event(timeout=5),
+        lambda: client.get_event(timeout=0),
+        client.events,
+        lambda: iter(client),
+        client.wait,
+        lambda: client.wait(5),
+    ]
+    for call in calls:
+        with pytest.raises(RuntimeError, match=r"call client\.connect\(\)") as caught:
+            call()
+        assert not isinstance(caught.value, TimeoutError)
+        assert "with Client(...)" in str(caught.value)
+
+
+def test_a_failed_connect_leaves_the_client_refusing_to_wait(make_client: MakeClient) -> None:
+    """After a failed connect(), get_event() still raises at once instead of blocking."""
+    client = make_client(url="ws://127.0.0.1:1")
+    with pytest.raises(ConnectError):
+        client.connect(timeout=T)
+    with pytest.raises(RuntimeError, match="connect"):
+        client.get_event()
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("connected", "did you mean 'connect'"),
+        ("disconnected", "did you mean 'disconnect'"),
+        ("erorr", "did you mean 'error'"),
+        ("presence_update", "'PRESENCE_UPDATE'"),
+        ("Ready", "'READY'"),
+        ("", ""),
+        ("on message", ""),
+    ],
+)
+def test_on_refuses_keys_that_would_never_be_called(
+    make_client: MakeClient, key: str, hint: str
+) -> None:
+    """on() raises ValueError for a key no event or lifecycle could match, naming the valid ones."""
+    client = make_client()
+    with pytest.raises(ValueError, match="unknown callback key") as caught:
+        client.on(key, print)
+    message = str(caught.value)
+    assert hint in message
+    for name in ("'connect'", "'disconnect'", "'error'", "'*'"):
+        assert name in message
+    with pytest.raises(ValueError, match="unknown callback key"):
+        client.on(key)  # the decorator form refuses at once too
+
+
+def test_on_accepts_every_documented_key(make_client: MakeClient) -> None:
+    """Upper-case names (known or not), model classes, '*' and lifecycle names are accepted."""
+    client = make_client()
+    for key in ("PRESENCE_UPDATE", "SOMETHING_NEW_2", "*", "connect", "disconnect", "error"):
+        client.on(key, print)
+    client.on(PresenceUpdate, print)
+    client.on(Event, print)
+
+
+def test_off_without_a_handler_removes_every_handler_of_the_key(
+    gateway: LocalGateway, make_client: MakeClient
+) -> None:
+    """off(key) drops all of key's handlers (a re-run notebook cell's old ones) and says so."""
+    client = make_client()
+    seen: list[str] = []
+    client.on("A", lambda event: seen.append("old 1"))
+    client.on("A", lambda event: seen.append("old 2"))
+    client.on("B", lambda event: seen.append("b"))
+    assert client.off("A") is True
+    assert client.off("A") is False
+    client.on("A", lambda event: seen.append("new"))
+    done = threading.Event()
+    client.on("DONE", lambda event: done.set())
+    client.connect(timeout=T)
+    gateway.wait_for_clients(1, timeout=T)
+    gateway.send_many([{"t": "A"}, {"t": "B"}, {"t": "DONE"}])
+    assert done.wait(T)
+    assert seen == ["new", "b"]
+    with pytest.raises(ValueError, match="unknown callback key"):
+        client.off("a")
+
+
+def test_handlers_added_while_events_flow_get_the_next_events(
+    gateway: LocalGateway, make_client: MakeClient
+) -> None:
+    """A handler registered (or removed) inside a handler applies from the next event on."""
+    client = make_client()
+    seen: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def late(event: Event) -> None:
+        seen.append(("late", event.data))
+
+    def first(event: Event) -> None:
+        seen.append(("first", event.data))
+        if event.data == 1:
+            client.on("N", late)
+        if event.data == 3:
+            client.off("N", late)
+        if event.data == 4:
+            done.set()
+
+    client.on("N", first)
+    client.connect(timeout=T)
+    gateway.wait_for_clients(1, timeout=T)
+    gateway.send_many({"t": "N", "d": i} for i in range(5))
+    assert done.wait(T)
+    assert seen == [
+        ("first", 0),
+        ("first", 1),
+        ("first", 2),
+        ("late", 2),
+        ("first", 3),
+        ("late", 3),
+        ("first", 4),
+    ]
+
+
+def test_a_second_open_client_for_one_session_is_warned_about(
+    gateway: LocalGateway, make_client: MakeClient
+) -> None:
+    """Connecting a second client with the same session id warns, without the id."""
+    first = make_client()
+    first.connect(timeout=T)
+    other = make_client("another-session-id")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        other.connect(timeout=T)  # another session: fine
+        second = make_client()
+        second.connect(timeout=T)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    warning = caught[0]
+    assert issubclass(warning.category, UserWarning)
+    assert warning.filename == __file__  # it points at the user's connect()
+    assert "client.close()" in str(warning.message)
+    assert SESSION not in str(warning.message)
+    first.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        third = make_client()
+        second.close()
+        third.connect(timeout=T)  # the old ones are closed: no warning
+    assert caught == []
+
+
+def test_settings_reach_the_transport(make_client: MakeClient) -> None:
+    """retry_first_connect is off by default and passed on when set."""
+    assert make_client()._settings.retry_first_connect is False
+    assert make_client(retry_first_connect=True)._settings.retry_first_connect is True
+
+
+def test_repr_of_a_half_built_client_and_copies(make_client: MakeClient) -> None:
+    """repr() of a client whose constructor raised works; copy, deepcopy and pickle refuse."""
+    half = Client.__new__(Client)
+    assert "not initialised" in repr(half)
+    del half  # its __del__ must not raise either
+    client = make_client()
+    for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="cannot be copied or pickled"):
+            attempt(client)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"gateway": "ftp://user:hunter2secret@example.invalid"},
+        {"url": "http://user:hunter2secret@127.0.0.1:1"},
+        {"proxy": "socks5://user:hunter2secret@127.0.0.1:1080"},
+        {"proxy": "http://user:hunter2secret@127.0.0.1"},
+    ],
+)
+def test_url_errors_never_show_a_password(kwargs: dict[str, Any]) -> None:
+    """ValueError messages about gateway, url and proxy redact the URL's password."""
+    with pytest.raises(ValueError, match="must") as caught:
+        Client(SESSION, **kwargs)
+    assert "hunter2secret" not in str(caught.value)
+    assert "[redacted]" in str(caught.value)
+
+
+def test_connected_url_hides_a_password(gateway: LocalGateway, make_client: MakeClient) -> None:
+    """A ws:// URL with user info shows its password redacted in Connected.url and repr()."""
+    url = gateway.ws_url.replace("ws://", "ws://user:hunter2secret@")
+    client = make_client(url=url)
+    got: list[Connected] = []
+    client.on("connect", got.append)
+    client.connect(timeout=T)
+    eventually(lambda: got)
+    assert "hunter2secret" not in got[0].url
+    assert "hunter2secret" not in repr(client)
