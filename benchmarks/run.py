@@ -2,8 +2,8 @@
 
 Usage (from the repository root; nothing to install beyond the test dependencies)::
 
-    python benchmarks/run.py            # the full run: about 4 minutes on 2 cores
-    python benchmarks/run.py --quick    # one run of each, smaller streams, about a minute
+    python benchmarks/run.py            # the full run: 3 minutes on 2 cores, 4-5 if busy
+    python benchmarks/run.py --quick    # one run of each, smaller streams: under a minute
     python benchmarks/run.py --only throughput,steady --runs 3 --json results.json
 
 What it measures, all on loopback (127.0.0.1), against ``loadgen.py`` running in a process of its
