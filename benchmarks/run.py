@@ -2,8 +2,8 @@
 
 Usage (from the repository root; nothing to install beyond the test dependencies)::
 
-    python benchmarks/run.py            # the full run: about 4 minutes on 2 cores
-    python benchmarks/run.py --quick    # one run of each, smaller streams, about a minute
+    python benchmarks/run.py            # the full run: 3 minutes on 2 cores, 4-5 if busy
+    python benchmarks/run.py --quick    # one run of each, smaller streams: under a minute
     python benchmarks/run.py --only throughput,steady --runs 3 --json results.json
 
 What it measures, all on loopback (127.0.0.1), against ``loadgen.py`` running in a process of its
@@ -67,7 +67,7 @@ class Plan:
     runs: int  # of the throughput table, and of the latency figures
     passes: int  # per contender and throughput run: its best pass counts
     count: int  # PRESENCE_UPDATE per throughput stream
-    naive_count: int  # the same for the naive client, some fifty times slower
+    naive_count: int  # the same for the naive client, some fifty times slower (per pass)
     steady_count: int  # per steadiness round
     steady_rounds: int
     latency_runs: int
@@ -85,7 +85,7 @@ FULL = Plan(
     runs=3,
     passes=3,
     count=12_000,
-    naive_count=600,
+    naive_count=300,
     steady_count=15_000,
     steady_rounds=6,
     latency_runs=3,
@@ -102,7 +102,7 @@ QUICK = Plan(
     runs=1,
     passes=2,
     count=6_000,
-    naive_count=200,
+    naive_count=150,
     steady_count=8_000,
     steady_rounds=4,
     latency_runs=1,
