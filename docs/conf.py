@@ -43,6 +43,7 @@ nitpick_ignore_regex = [
     ("py:(class|exc)", r"(ValueError|TypeError|RuntimeError|TimeoutError|ConnectionError)"),
     ("py:(class|exc)", r"(Exception|KeyboardInterrupt|ResourceWarning|OSError)"),
     ("py:(class|obj)", r"(Enum|IntEnum|SSLContext|Path|os\.PathLike|Event|Thread)"),
+    ("py:func", r"(threading|warnings|os|gc)\..*"),
     ("py:class", r"hatsu_sync\._\w+\.[A-Z]"),  # private type variables (F = a handler's type)
 ]
 # One name, several attributes (``Presence.type``, ``Channel.type``...): not an error.

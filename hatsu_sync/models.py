@@ -221,7 +221,8 @@ def _name_property() -> property:
     def set_(self: _Lazy, value: str) -> None:
         self._name = value
 
-    return property(get, set_, doc="the event name (the message's ``t``)")
+    # No docstring: the class's "Attributes" section documents ``name`` (once, for Sphinx).
+    return property(get, set_)
 
 
 def _lazy_property(slot: str) -> property:
