@@ -23,7 +23,7 @@ from ._process import track
 from ._redact import redact_known, redact_url
 from ._state import Connected, Deadline, Disconnected, Latch, State
 from ._transport import Supervisor
-from .exceptions import ClientClosed, DecodeError, HatsuError
+from .exceptions import ClientClosed, DecodeError, HatsuError, chain
 from .models import Event
 
 __all__ = ["Core", "on_main_thread"]
@@ -237,12 +237,5 @@ def _drop_tracebacks(error: BaseException) -> None:
     They were raised on the transport thread, and their frames hold the supervisor and this
     core: kept here they would make cycles. The messages and the chain stay.
     """
-    pending: list[BaseException | None] = [error]
-    seen: set[int] = set()
-    while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
+    for exc in chain(error):
         exc.__traceback__ = None
-        pending += [exc.__cause__, exc.__context__]

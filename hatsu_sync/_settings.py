@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ._redact import redact, redact_url, redact_urls
-from .exceptions import DiscoveryError, HatsuError
+from .exceptions import DiscoveryError, HatsuError, chain
 
 __all__ = ["Settings"]
 
@@ -80,15 +80,8 @@ class Settings:
 
 def _chain_shows(error: BaseException, scrub: Callable[[str], str]) -> bool:
     """True if ``scrub`` would change the text of ``error`` or of anything it chains to."""
-    pending: list[BaseException | None] = [error]
-    seen: set[int] = set()
-    while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
+    for exc in chain(error):
         text = str(exc)
         if scrub(text) != text or any(scrub(shown) != shown for shown in map(repr, exc.args)):
             return True
-        pending += [exc.__cause__, exc.__context__]
     return False

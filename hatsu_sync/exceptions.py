@@ -12,6 +12,7 @@ boundary and kept as ``__cause__``. No message here ever contains the session id
 builds messages from URLs, status codes, sizes and close codes only.
 """
 
+from collections.abc import Iterator
 from typing import Optional
 
 __all__ = [
@@ -121,3 +122,16 @@ def _rebuild_decode_error(
     message: str, fatal: bool, size: int, close_code: Optional[int] = None
 ) -> DecodeError:
     return DecodeError(message, fatal=fatal, size=size, close_code=close_code)
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and every exception it chains to (``__cause__``, ``__context__``), each once."""
+    pending: list[Optional[BaseException]] = [error]  # not evaluated: fine on 3.9
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        yield exc
+        pending += [exc.__cause__, exc.__context__]
