@@ -17,9 +17,9 @@ Each attempt has one total deadline. The socket is opened by ``_netconfig.open_s
 the proxy's tunnel, TLS, within the deadline); the websocket handshake runs on it with bounded
 response headers (``_handshake.py``); websocket-client only speaks the HTTP upgrade.
 
-The reader feeds 64 KiB reads of the socket to :mod:`hatsu_sync._frames` (see
-``Connection._read``), which refuses an oversized frame from its header and fails the
-connection on any RFC 6455 violation.
+The read loop is ``_reader.Reader``, mixed into :class:`Connection`: it feeds 64 KiB reads of
+the socket to :mod:`hatsu_sync._frames`, which refuses an oversized frame from its header and
+fails the connection on any RFC 6455 violation.
 """
 
 from __future__ import annotations
@@ -32,26 +32,20 @@ import threading
 import time
 import weakref
 from functools import partial
-from typing import Callable, NamedTuple, Protocol
+from typing import Callable
 from urllib.parse import urlsplit
 
 import websocket
 
 from . import _keepalive
-from ._decode import Decoder
-from ._frames import Close, FrameParser, Ping, Pong, ProtocolError
 from ._handshake import BoundedSocket, check_answer
 from ._netconfig import open_socket, proxy_for, shown_proxy, tls_context
+from ._reader import Ending, Listener, Reader, describe
 from ._redact import redact_url
 from ._settings import Settings
-from ._state import Deadline, Disconnected, State
+from ._state import Deadline
 from ._wire import CLOSE, PING, PONG, TEXT, frame, shut, writable
-from .exceptions import (
-    ConnectError,
-    DecodeError,
-    HatsuError,
-)
-from .models import Event
+from .exceptions import ConnectError
 
 __all__ = [
     "Connection",
@@ -66,39 +60,6 @@ log = logging.getLogger("hatsu_sync")
 
 # The reader asks the socket for this much at a time: one system call brings in many frames.
 _RECV_SIZE = 1 << 16
-
-
-class Listener(Protocol):
-    """What the supervisor reports to; implemented by the client's core."""
-
-    def deliver(self, event: Event) -> None:
-        """A decoded event (called on the transport thread, must not block)."""
-
-    def flush(self) -> None:
-        """Wake whoever waits for what ``deliver`` queued (called before a read may block)."""
-
-    def decode_failed(self, error: DecodeError) -> None:
-        """A message that could not be decoded."""
-
-    def connected(self, url: str) -> None:
-        """A connection is up and the identify is sent."""
-
-    def disconnected(self, info: Disconnected) -> None:
-        """A connection announced by ``connected`` has ended."""
-
-    def state_changed(self, state: State) -> None:
-        """The supervisor moved the client to ``state``."""
-
-    def finished(self, error: HatsuError | None) -> None:
-        """The supervisor stopped for good: ``error`` says why (None when asked to stop)."""
-
-
-class Ending(NamedTuple):
-    """How one connection ended."""
-
-    code: int | None
-    reason: str
-    error: BaseException | None = None
 
 
 def backoff_delay(
@@ -126,7 +87,7 @@ class _WebSocket(websocket.WebSocket):
         return len(data)
 
 
-class Connection:
+class Connection(Reader):
     """One websocket connection: handshake, identify, writes, keepalive and the read loop."""
 
     def __init__(
@@ -186,7 +147,7 @@ class Connection:
             # WEBSOCKET_CLIENT_CA_BUNDLE, trusting what discovery does not.
             context = tls_context(settings.ssl_context, self.url) if secure else None
         except (ValueError, ssl.SSLError) as exc:
-            raise ConnectError(f"could not connect to {shown}: {_describe(exc)}") from exc
+            raise ConnectError(f"could not connect to {shown}: {describe(exc)}") from exc
         via = f" (through the proxy {shown_proxy(proxy)})" if proxy is not None else ""
         ws = _WebSocket(self._write_frame)
         with self._lock:
@@ -211,7 +172,7 @@ class Connection:
                 ) from exc
             if self._aborted:
                 raise ConnectError(f"connection to {shown} cancelled") from exc
-            raise ConnectError(f"could not connect to {shown}{via}: {_describe(exc)}") from exc
+            raise ConnectError(f"could not connect to {shown}{via}: {describe(exc)}") from exc
         self._last_rx = self.opened_at = time.monotonic()
         interval = settings.ping_interval
         if interval:
@@ -322,7 +283,7 @@ class Connection:
         except OSError as exc:
             if self.dropped is not None:
                 raise ConnectError(f"sending to {self.shown_url} failed: {self.dropped}") from exc
-            raise ConnectError(f"sending to {self.shown_url} failed: {_describe(exc)}") from exc
+            raise ConnectError(f"sending to {self.shown_url} failed: {describe(exc)}") from exc
         finally:
             self._write_lock.release()
 
@@ -425,7 +386,7 @@ class Connection:
             if sock is not None and not self._aborted and writable(sock):
                 sock.sendall(frame(PING, b""))
         except OSError as exc:
-            log.debug("ping failed: %s", _describe(exc))  # the reader sees the same failure
+            log.debug("ping failed: %s", describe(exc))  # the reader sees the same failure
         finally:
             self._write_lock.release()
 
@@ -438,132 +399,6 @@ class Connection:
         log.warning("no answer to a ping within %s s: dropping the connection", timeout)
         self._keepalive_expired = True
         self.abort()
-
-    # -- reading (the transport thread) --------------------------------------------------------
-
-    def run(self) -> Ending:
-        """Read and deliver messages until the connection ends; return how it ended."""
-        ws = self._ws
-        assert ws is not None
-        try:
-            return self._read(ws)
-        except Exception as exc:
-            if self._keepalive_expired:
-                timeout = self._settings.ping_timeout
-                return Ending(None, f"keepalive ping timeout (no answer within {timeout} s)", exc)
-            if self._closing and not self._aborted:
-                return Ending(None, "closed by the client", None)
-            if self._aborted:
-                return Ending(None, "connection aborted", exc)
-            return Ending(None, f"connection lost: {_describe(exc)}", exc)
-
-    def _read(self, ws: websocket.WebSocket) -> Ending:
-        # A listener may queue events without waking their readers until its flush() (the
-        # client's core does: one wake-up per burst rather than one per event). It is called
-        # before every read that may block, and when reading ends.
-        flush = self._listener.flush
-        try:
-            return self._read_frames(ws, flush)
-        finally:
-            flush()
-
-    def _read_frames(self, ws: websocket.WebSocket, flush: Callable[[], None]) -> Ending:
-        """Read the socket, parse its frames, deliver the messages, answer the control frames.
-
-        Returns how the connection ended: a close frame (answered), or a protocol violation or
-        undecodable zlib stream (the client closed the connection; the code is None there, so
-        the supervisor reconnects whatever ``fatal_close_codes`` says).
-
-        Raises:
-            Exception: whatever the socket raised (OSError, ssl.SSLError), or ConnectionError
-                when the gateway ended the TCP stream without a close frame.
-        """
-        settings = self._settings
-        limit = settings.max_message_size
-        decode = Decoder(settings.encoding, limit).decode
-        feed = FrameParser(limit).feed
-        listener = self._listener
-        deliver = listener.deliver
-        monotonic = time.monotonic
-        # Only websocket-client's public socket: the parsing is _frames' (no I/O there), from
-        # 64 KiB reads, where websocket-client's own reader makes three system calls for a
-        # small frame, each of which releases the GIL. The handshake reads its response one
-        # byte at a time, so nothing of the first frames is left in websocket-client.
-        sock = ws.sock
-        if sock is None:  # closed meanwhile by abort() and teardown
-            raise ConnectionError("the socket is closed")
-        recv = sock.recv
-        timeout = socket.timeout
-
-        while True:
-            flush()
-            try:
-                data = recv(_RECV_SIZE)
-            except timeout:  # a socket timeout set for the writes' deadlines: read on
-                continue
-            if not data:
-                raise ConnectionError("the gateway ended the TCP stream without a close frame")
-            self._last_rx = monotonic()  # any byte from the gateway is a sign of life
-            for item in feed(data):
-                kind = item.__class__
-                if kind is str:
-                    binary = False
-                elif kind is bytes or kind is bytearray:
-                    binary = True
-                elif kind is Ping:
-                    flush()  # the send may block
-                    self.send_pong(item.data)  # type: ignore[union-attr]
-                    continue
-                elif kind is Pong:
-                    continue
-                elif kind is Close:
-                    return self._peer_closed(item)  # type: ignore[arg-type]
-                else:
-                    return self._violated(item)  # type: ignore[arg-type]
-                try:
-                    event = decode(item, binary)  # type: ignore[arg-type]
-                except DecodeError as exc:
-                    listener.decode_failed(exc)
-                    if exc.fatal:
-                        self.close(exc.close_code or 1007)
-                        return Ending(None, f"undecodable zlib stream: {exc}", exc)
-                    continue
-                self.delivered += 1
-                deliver(event)
-
-    def _violated(self, violation: ProtocolError) -> Ending:
-        """Fail the connection for a frame that breaks RFC 6455 or the size limit.
-
-        The violation is a fatal decode error for the stats and the "error" handlers; the
-        close frame carries the RFC's code. The Ending has no code: the code is the client's
-        own, so it must not count as a fatal close code received from the gateway.
-        """
-        code = violation.code
-        error = DecodeError(
-            f"protocol violation, connection failed with close code {code}: {violation.reason}",
-            fatal=True,
-            close_code=code,
-        )
-        self._listener.decode_failed(error)
-        self.close(code)
-        return Ending(None, f"protocol violation ({violation.reason}): closed with {code}", error)
-
-    def _peer_closed(self, frame: Close) -> Ending:
-        """Answer the gateway's close frame (unless it answers ours); say how it ended."""
-        code, reason = frame.code, frame.reason
-        with self._lock:
-            answer = not self._closing
-        if answer:
-            self.close(code if code is not None else 1000)
-        elif not reason:
-            reason = "closed by the client"
-        return Ending(code, reason, None)
-
-
-def _describe(exc: BaseException) -> str:
-    """A short description of a dependency's exception, for messages and logs."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # The supervisor lives in its own module; it is imported from here too (it needs this module).
