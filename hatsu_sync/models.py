@@ -84,8 +84,10 @@ class _Model(DataClassJsonMixin):
 
 # Taken by the last step of a first read, so that two threads reading one event at once (a
 # callback and get_event() get the same object) agree on one `raw`, one `data`, ... Held only
-# while assigning: the parsing runs outside it.
-_commit_lock = threading.Lock()
+# while assigning: the parsing runs outside it. Re-entrant: a signal handler that reads an
+# event while the main thread holds it (inside a first read) must not deadlock; it builds
+# from the same text, so whichever assignment comes last holds the same values.
+_commit_lock = threading.RLock()
 
 _UNSET: Any = object()
 _SlotCache = Dict[type, Tuple[str, ...]]

@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -266,6 +267,52 @@ def test_two_threads_reading_one_event_get_the_same_objects() -> None:
         thread.join(T)
     assert seen[0] == seen[1]
     assert all(e.raw["d"] is e.data for e in events)
+
+
+SIGNAL_CHILD = r"""
+import json, signal, sys
+from hatsu_sync._decode import Decoder
+
+text = sys.stdin.read().encode()
+decoder = Decoder()
+latest = [decoder.decode(text, False)]
+
+def on_alarm(signum, frame):
+    # Read a fresh event (its first read takes the commit lock) while the main thread may be
+    # inside a first read of its own, holding that lock.
+    decoder.decode(text, False).presence
+
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+for _ in range(30):
+    # Past the decoder's window of built events: each first read below builds from the text,
+    # calling the builder while it holds the commit lock (where a signal handler can run).
+    batch = [decoder.decode(text, False) for _ in range(600)]
+    for event in batch:
+        event.presence
+signal.setitimer(signal.ITIMER_REAL, 0)
+print("done")
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no setitimer (Windows)")
+def test_a_signal_handler_reading_an_event_during_a_first_read_does_not_deadlock() -> None:
+    """A handler that reads an event while the main thread is inside a first read (thousands
+    of timer signals) neither deadlocks nor breaks the events."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGNAL_CHILD],
+        input=json.dumps(PRESENCE),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
 
 
 # --- memory and garbage, in a child process -------------------------------------------------
