@@ -112,7 +112,9 @@ class Peer:
         data = self._exactly(length)
         payload = bytes(byte ^ key[i % 4] for i, byte in enumerate(data))
         opcode = b1 & 0x0F
-        self.frames.append((opcode, payload))
+        with self.server._changed:  # wakes a test's wait_for() on what the client sent
+            self.frames.append((opcode, payload))
+            self.server._changed.notify_all()
         return opcode, payload
 
     def serve(self) -> None:

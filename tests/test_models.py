@@ -543,7 +543,7 @@ TOP_LEVEL = st.dictionaries(
 )
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(name=NAMES, rest=TOP_LEVEL)
 def test_event_from_message_never_raises(name: str, rest: dict[str, Any]) -> None:
     """Any dict with a str t becomes an event whose model round-trips through to_dict."""
@@ -608,7 +608,7 @@ def fits_by_annotations(msg: dict[str, Any]) -> bool:
     return all(conforms(getattr(stub, f"_{f}"), hints[f]) for f in own)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(name=st.sampled_from(sorted(EVENT_TYPES)), rest=TOP_LEVEL)
 def test_checks_agree_with_the_annotations(name: str, rest: dict[str, Any]) -> None:
     """A message gets its model exactly when the model's built fields match their annotations."""
@@ -638,7 +638,7 @@ def replaced(msg: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str
     return copied
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_checks_agree_with_the_annotations_one_field_changed(data: st.DataObject) -> None:
     """A realistic message with one field replaced by any JSON value: same verdict both ways."""
@@ -724,14 +724,14 @@ def fill_and_fits_agree(msg: dict[str, Any]) -> None:
         assert vars(filled) == vars(built)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(name=st.sampled_from(sorted(EVENT_TYPES)), rest=TOP_LEVEL)
 def test_fill_and_fits_agree(name: str, rest: dict[str, Any]) -> None:
     """On random messages, fits() and fill() give one verdict, and fill() builds as build()."""
     fill_and_fits_agree({**rest, "t": name})
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_fill_and_fits_agree_one_field_changed(data: st.DataObject) -> None:
     """On realistic messages with one field replaced, fits() and fill() give one verdict."""
