@@ -32,7 +32,7 @@ from .hostile_http import (
 )
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-DEADLINE = 2.0
+DEADLINE = 1.0
 # Generous: the tests share two cores with other work.
 MARGIN = 1.5
 

@@ -28,7 +28,7 @@ from .hostile_http import (
 
 trustme = pytest.importorskip("trustme")
 
-DEADLINE = 2.0
+DEADLINE = 1.0
 MARGIN = 1.5  # generous: the tests share two cores with other work
 PASSWORD = "hunter2"
 
