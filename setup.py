@@ -39,7 +39,6 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         "websocket-client>=1.6,<2",
-        "requests>=2.25",
         "dataclasses-json>=0.5.7",
         # Only hatsu_sync.testing.LocalGateway uses it (the sync server API of 13+).
         "websockets>=13",
@@ -47,6 +46,9 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            # tests/test_gateway.py talks to LocalGateway's discovery endpoint with it (the
+            # library's own discovery is a bounded GET of its own: see _fetch.py).
+            "requests>=2.25",
             "hypothesis>=6",
             "trustme>=1.0",
             "nbclient>=0.7",

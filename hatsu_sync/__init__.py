@@ -5,7 +5,7 @@ with :meth:`Client.on`. The websocket, keepalive pings, reconnects and zlib deco
 background threads; the guide is docs/guide.rst.
 
 The names are imported on first use (PEP 562): ``import hatsu_sync.pytest_plugin`` or
-``hatsu_sync.testing._samples`` does not load the client, websocket-client or requests, so
+``hatsu_sync.testing._samples`` does not load the client or websocket-client, so
 pytest runs that never use the ``hatsu_gateway`` fixture do not pay for them.
 ``from hatsu_sync import Client`` and ``hatsu_sync.Client`` work as with eager imports.
 """

@@ -7,7 +7,7 @@
      ├── ClientClosed                          the client was closed by its user
      └── DecodeError (also ValueError)         one gateway message could not be decoded
 
-Errors raised by the dependencies (websocket-client, requests, zlib, json) are translated at the
+Errors raised by the dependencies (websocket-client, ssl, socket, zlib, json) are translated at the
 boundary and kept as ``__cause__``. No message here ever contains the session id: the library
 builds messages from URLs, status codes, sizes and close codes only.
 """

@@ -21,7 +21,7 @@ The gateway accepts any session id and is stopped after the test. To configure i
         return {"session_ids": {"test-session"}, "ready_delay": 0.5}
 
 Loading the plugin costs a pytest run nothing until a test asks for the fixture: importing this
-module imports neither the client nor websockets, websocket-client or requests (the package's
+module imports neither the client nor websockets or websocket-client (the package's
 names are imported on first use). ``-p no:hatsu_sync`` turns the plugin off.
 
 Without installing the package, enable the plugin with ``-p hatsu_sync.pytest_plugin`` or
