@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -86,3 +87,16 @@ def take_until(client: Client, name: str, timeout: float = T) -> Any:
         event = client.get_event(timeout=timeout)
         if event.name == name:
             return event
+
+
+def trust_settings(context: ssl.SSLContext) -> tuple[Any, ...]:
+    """Everything about a context that deciding trust could change."""
+    return (
+        context.verify_mode,
+        context.check_hostname,
+        context.options,
+        context.verify_flags,
+        context.minimum_version,
+        context.cert_store_stats(),
+        len(context.get_ca_certs()),
+    )

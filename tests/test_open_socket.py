@@ -14,7 +14,7 @@ import pytest
 
 from hatsu_sync._netconfig import ProxyError, open_socket
 
-from .conftest import T
+from .conftest import T, trust_settings
 from .hostile_http import (
     HostileServer,
     client_closed,
@@ -219,17 +219,6 @@ def test_an_unreachable_proxy_is_a_proxy_error(plain_echo: HostileServer) -> Non
     assert plain_echo.connections == 0
 
 
-def settings_of(context: ssl.SSLContext) -> tuple[Any, ...]:
-    return (
-        context.verify_mode,
-        context.check_hostname,
-        context.options,
-        context.verify_flags,
-        context.minimum_version,
-        context.cert_store_stats(),
-    )
-
-
 def test_the_callers_context_decides_and_is_not_modified(ca: Any) -> None:
     """A certificate for another host name fails with check_hostname on, and is accepted with
     check_hostname off and CERT_OPTIONAL; the caller's context is left exactly as it was."""
@@ -240,9 +229,9 @@ def test_the_callers_context_decides_and_is_not_modified(ca: Any) -> None:
         lenient = client_context(ca)
         lenient.check_hostname = False
         lenient.verify_mode = ssl.CERT_OPTIONAL
-        before = settings_of(lenient)
+        before = trust_settings(lenient)
         assert round_trip(open_socket(server.url("wss"), None, lenient, T)) == b"ping"
-        assert settings_of(lenient) == before
+        assert trust_settings(lenient) == before
         # Still verified against its CAs: an unknown CA is refused.
         other = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         other.check_hostname = False

@@ -16,7 +16,7 @@ from hatsu_sync import Client, ConnectError, DiscoveryError
 from hatsu_sync._discovery import discover
 from hatsu_sync.testing import LocalGateway
 
-from .conftest import SESSION, T
+from .conftest import SESSION, T, trust_settings
 from .hostile_http import HostileServer, answer
 
 trustme = pytest.importorskip("trustme")
@@ -253,19 +253,6 @@ def test_https_discovery_naming_plain_ws_is_refused(
         direct = clients(url=plain.ws_url)
         direct.connect(timeout=T)
         assert direct.get_event(timeout=T).name == "HELLO"
-
-
-def trust_settings(context: ssl.SSLContext) -> tuple[Any, ...]:
-    """Everything about a context that deciding trust could change."""
-    return (
-        context.verify_mode,
-        context.check_hostname,
-        context.options,
-        context.verify_flags,
-        context.minimum_version,
-        context.cert_store_stats(),
-        len(context.get_ca_certs()),
-    )
 
 
 def lenient_context(ca: Any) -> ssl.SSLContext:
