@@ -14,8 +14,10 @@ from typing import IO
 
 from .conftest import T
 
-# The children never see a session id from the developer's environment.
+# The children never see a session id from the developer's environment. faulthandler lets a
+# child that hangs be made to print every thread's stack (SIGABRT), for the failure report.
 ENV = {k: v for k, v in os.environ.items() if k != "HATSU_SESSION_ID"}
+ENV["PYTHONFAULTHANDLER"] = "1"
 
 
 @contextlib.contextmanager
@@ -128,14 +130,33 @@ class Cli:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
 
-    def interrupt(self, timeout: float = T) -> int:
-        """Ctrl-C: send SIGINT and return the exit status."""
+    def interrupt(self, timeout: float = 2 * T) -> int:
+        """Ctrl-C: send SIGINT and return the exit status.
+
+        The default wait is longer than the 5 s a command's own clean-up may take (for
+        instance ``LocalGateway.stop()``'s deadline).
+        """
         self.proc.send_signal(signal.SIGINT)
         return self.wait(timeout)
 
     def wait(self, timeout: float = T) -> int:
-        """The exit status, once the command has ended and its output is read."""
-        status = self.proc.wait(timeout)
+        """The exit status, once the command has ended and its output is read.
+
+        A command still running after ``timeout`` fails the test with every thread's stack
+        (faulthandler prints them on SIGABRT) and the end of its stderr.
+        """
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(T)
+            with contextlib.suppress(AssertionError):
+                self.err.rest(T)
+            stderr = "\n".join(self.err.seen[-60:])
+            raise AssertionError(
+                f"the command still ran after {timeout} s; its stacks and stderr:\n{stderr}"
+            ) from None
         self.out.rest()
         self.err.rest()
         return status

@@ -66,7 +66,23 @@ class DiscoveryServer(ThreadingHTTPServer):
         self._workers_lock = threading.Lock()
         self._workers: dict[threading.Thread, Any] = {}
         self._numbers = itertools.count(1)
+        self._stop_serving = threading.Event()
         super().__init__(address, _DiscoveryHandler)
+
+    def serve(self) -> None:
+        """Answer requests until :meth:`stop_serving`, looking every 50 ms.
+
+        Used instead of ``serve_forever()``, whose ``shutdown()`` waits without a deadline for
+        the loop to notice: ``stop()`` must return within its timeout whatever happens.
+        """
+        self.timeout = 0.05
+        while not self._stop_serving.is_set():
+            self.handle_request()
+
+    def stop_serving(self) -> None:
+        """Make :meth:`serve` return within 50 ms, or at once if it has not begun (never
+        blocks)."""
+        self._stop_serving.set()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind() resolves the host's FQDN, which can be slow: not needed.

@@ -86,8 +86,7 @@ class LocalGateway(FaultControls, Observations):
                 raise
             listener = Listener(self, listen_sock)
             http_thread = threading.Thread(
-                target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
+                target=httpd.serve,
                 name=f"hatsu-gateway-{self.number}-http",
                 daemon=True,
             )
@@ -126,8 +125,7 @@ class LocalGateway(FaultControls, Observations):
                 httpd, http_thread, listener = self._httpd, self._http_thread, self._listener
             survivors: list[threading.Thread] = []
             if httpd is not None:
-                if http_thread is not None and http_thread.is_alive():
-                    httpd.shutdown()
+                httpd.stop_serving()
                 survivors += httpd.drop_workers(deadline)
                 httpd.server_close()
             if http_thread is not None:
