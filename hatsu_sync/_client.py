@@ -142,6 +142,10 @@ class Client:
         if not self._connect_lock.acquire(False):
             raise RuntimeError("the client is already connecting")
         try:
+            # Looked at again under the lock: a close() from a signal handler may have landed
+            # since the first look.
+            if core.closing or core.state is State.CLOSED:
+                self._raise_closed("the client is closed; create a new Client")
             if core.state is not State.IDLE:
                 raise RuntimeError(f"the client is already {core.state.value}")
             previous = core.enter_main("connect")
