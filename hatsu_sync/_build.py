@@ -543,4 +543,5 @@ def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int, build: bo
     event._text = text
     event._nbytes = nbytes
     event._hot = build
+    event._lazy = True
     return event

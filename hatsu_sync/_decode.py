@@ -177,7 +177,7 @@ class Decoder:
         while len(recent) > _HOT_EVENTS or self._recent_bytes > _HOT_BYTES:
             old = recent.popleft()
             self._recent_bytes -= old._nbytes
-            if old._text is None:
+            if not old._lazy:
                 self._behind = False  # read while still recent
             else:
                 self._behind = True

@@ -8,13 +8,17 @@ Nothing that parses is dropped. The models are dataclasses-json classes, so user
 ``to_dict()``, ``to_json()``, ``from_dict()`` and ``from_json()``.
 
 An event that the client decoded holds the message as received (its UTF-8 text, inflated) and
-nothing else: its ``data``, ``raw`` and typed fields (``presence``, ``guild``, ...) are built
-from that text the first time any of them is read, all at once, and kept from then on. The
-decoder has already checked that they fit the model, so reading them cannot fail. An event
-waiting in the buffer therefore costs its message's size plus about a hundred bytes, one object
-for the garbage collector, whatever the message holds: a message of a million ``{}`` stays a
-few megabytes of text until someone looks inside. ``_nbytes`` is that size (0 for events built
-by hand), which the client's memory budget adds up.
+nothing else: its typed fields (``presence``, ``guild``, ...) are built from that text the first
+time one of them is read, and ``data`` and ``raw`` the first time one of those is read (all of
+them at once when ``data`` or ``raw`` comes first); each is kept from then on. The decoder has
+already checked that they fit the model, so reading them cannot fail. An event waiting in the
+buffer therefore costs its message's size plus about a hundred bytes, one object for the
+garbage collector, whatever the message holds: a message of a million ``{}`` stays a few
+megabytes of text until someone looks inside. An event whose typed fields were read keeps its
+text instead of ``raw``'s dicts until ``raw`` or ``data`` is asked for: a program that reads
+``event.presence`` and keeps the event (or leaves it buffered for ``get_event()``, as callback
+users do) holds a few objects per event rather than a dict per JSON object. ``_nbytes`` is the
+text's size (0 for events built by hand), which the client's memory budget adds up.
 
 Displays (``repr()``, ``str()``, ``_repr_html_()``) never show a session id: see
 :mod:`hatsu_sync._display`. ``data`` and ``raw`` keep the real values.
@@ -33,7 +37,7 @@ import threading
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar, Union
 
 from dataclasses_json import DataClassJsonMixin
 
@@ -121,31 +125,37 @@ def _built_slots(cls: type) -> Tuple[str, ...]:
 class _Lazy(_Model):
     """What every event stores: slots, and the message text until its first read."""
 
-    __slots__ = ("_data", "_hot", "_name", "_nbytes", "_raw", "_text")
+    __slots__ = ("_data", "_hot", "_lazy", "_name", "_nbytes", "_raw", "_text")
     _name: str
-    # The message as received (UTF-8 bytes, or an ASCII str) until the first read; None after
-    # it (and for an event built by hand).
+    # The message as received (UTF-8 bytes, or an ASCII str) until ``raw`` and ``data`` are
+    # this event's own; None from then on (and for an event built by hand).
     _text: Union[bytes, str, None]
     _nbytes: int
     _data: Any
     _raw: Dict[str, Any]
+    # True until the typed fields are this event's own (a decoded event nobody read yet).
+    _lazy: bool
     # True while every field is built (by the decoder, for one of the connection's latest
     # events) but nobody read it yet: the first read then only claims it. The decoder undoes
     # the building of an event nobody claimed once it is older (see _decode.Decoder).
     _hot: bool
+    # So a decoded event is in one of four states: unread (text; lazy), hot (text, every
+    # field; lazy and hot), typed (text and the typed fields, after a first read of one of
+    # them) and whole (every field, no text). Events built by hand are whole from the start.
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Every way of making an event by hand (the constructor, from_dict, copy, pickle) comes
         # here first; the decoder makes its events without calling this.
         self = object.__new__(cls)
         self._text = None
-        self._hot = False
+        self._hot = self._lazy = False
         self._nbytes = 0
         return self
 
     def _load(self) -> None:
-        """Make ``raw``, ``data`` and the typed fields this event's own, building them from the
-        message text unless the decoder already has.
+        """Make ``raw``, ``data`` and the typed fields this event's own, building what is not
+        yet (from the message text) unless the decoder already has. Typed fields already read
+        are kept as they are.
 
         Raises:
             RecursionError: the message is nested so deeply that it parsed in the client's
@@ -157,39 +167,75 @@ class _Lazy(_Model):
         if self._hot:
             with _commit_lock:
                 if self._hot:  # still built: claim it (the decoder will leave it alone)
-                    self._hot = False
+                    self._hot = self._lazy = False
                     self._text = None
                     return
-            # The decoder undid it meanwhile: build from the text below, like any older event.
-        msg = _build.parse(text)  # outside the lock: it is the slow part
+            # Undone by the decoder or claimed by a typed read meanwhile: build below.
+        msg, data, build = self._parse(text)  # outside the lock: it is the slow part
+        with _commit_lock:
+            if self._text is None:  # another thread finished first: keep what it built
+                return
+            self._raw = msg
+            self._data = data
+            if self._lazy:
+                if build is not None:  # cannot misfit: the decoder checked this very text
+                    build(self, data, msg)
+                self._lazy = False
+            self._text = None  # last: from here on readers take the slots as they are
+
+    def _load_typed(self) -> None:
+        """Make the typed fields this event's own, building them from the message text unless
+        the decoder already has; the text stays, for ``raw`` and ``data`` (which the decoder's
+        building is not kept for: a typed field read first is what most programs read).
+
+        Raises:
+            RecursionError: as :meth:`_load`.
+        """
+        if self._hot:
+            with _commit_lock:
+                if self._hot:  # claim the typed fields; raw and data come back from the text
+                    self._hot = self._lazy = False
+                    del self._raw, self._data
+                    return
+        text = self._text
+        if not self._lazy or text is None:
+            return
+        msg, data, build = self._parse(text)
+        with _commit_lock:
+            if self._lazy:  # else another thread finished first: keep what it built
+                if build is not None:
+                    build(self, data, msg)
+                self._lazy = False
+
+    def _parse(self, text: Union[bytes, str]) -> Tuple[Dict[str, Any], Any, Any]:
+        """The message, its ``data`` and the builder of this event's typed fields."""
+        msg = _build.parse(text)
         data = msg.get("d")
         if type(data) is str:
             data = _build.data_of(msg)
         build = _build.BUILDERS.get(type(self), _UNSET)
         if build is _UNSET:  # a user's subclass of a model
             build = _build.builder_for(type(self))
-        with _commit_lock:
-            if self._text is None:  # another thread finished first: keep what it built
-                return
-            self._raw = msg
-            self._data = data
-            if build is not None:  # cannot misfit: the decoder checked this very text
-                build(self, data, msg)
-            self._text = None  # last: from here on readers take the slots as they are
+        return msg, data, build
 
     def _unbuild(self) -> None:
         """Drop what the decoder built, if nobody claimed it: back to the text alone."""
         with _commit_lock:
             if not self._hot:
                 return
-            self._hot = False
+            self._hot = False  # still lazy: unread
             for slot in _built_slots(type(self)):
                 delattr(self, slot)
 
     def __getstate__(self) -> Tuple[Optional[Dict[str, Any]], Dict[str, Any]]:
         # An unread event pickles and copies as its text alone, and stays unread.
-        if self._text is not None:
-            state = {"_name": self._name, "_text": self._text, "_nbytes": self._nbytes}
+        if self._lazy:
+            state = {
+                "_name": self._name,
+                "_text": self._text,
+                "_nbytes": self._nbytes,
+                "_lazy": True,
+            }
         else:
             state = {}
             for slot in _all_slots(type(self)):
@@ -201,6 +247,8 @@ class _Lazy(_Model):
     def __setstate__(self, state: Tuple[Optional[Dict[str, Any]], Dict[str, Any]]) -> None:
         attributes, slots = state
         self._hot = False  # protocols 0 and 1 do not call __new__
+        # Pickled by 0.2.0, which had no _lazy: an event with its text was an unread one.
+        self._lazy = "_lazy" not in slots and slots.get("_text") is not None
         if attributes:
             self.__dict__.update(attributes)
         for slot, value in slots.items():
@@ -227,8 +275,17 @@ def _name_property() -> property:
     return property(get, set_)
 
 
+def _setter(slot: str) -> Callable[[_Lazy, Any], None]:
+    def set_(self: _Lazy, value: Any) -> None:
+        if self._text is not None:
+            self._load()  # every other field first, or building it later would undo this
+        setattr(self, slot, value)
+
+    return set_
+
+
 def _lazy_property(slot: str) -> property:
-    """A field stored in ``slot``, built from the message text on the first read."""
+    """``data`` or ``raw``, stored in ``slot``, built from the message text on first read."""
     read = attrgetter(slot)
 
     def get(self: _Lazy) -> Any:
@@ -236,12 +293,19 @@ def _lazy_property(slot: str) -> property:
             self._load()
         return read(self)
 
-    def set_(self: _Lazy, value: Any) -> None:
-        if self._text is not None:
-            self._load()  # the other fields first, or building them later would undo this
-        setattr(self, slot, value)
+    return property(get, _setter(slot))
 
-    return property(get, set_)
+
+def _typed_property(slot: str) -> property:
+    """A model's own field, stored in ``slot``, built from the message text on first read."""
+    read = attrgetter(slot)
+
+    def get(self: _Lazy) -> Any:
+        if self._lazy:
+            self._load_typed()
+        return read(self)
+
+    return property(get, _setter(slot))
 
 
 def _lazy_fields(cls: Type[_E]) -> Type[_E]:
@@ -259,7 +323,13 @@ def _lazy_fields(cls: Type[_E]) -> Type[_E]:
         slot = f"_{f.name}"
         if not any(slot in klass.__dict__.get("__slots__", ()) for klass in cls.__mro__):
             raise TypeError(f"{cls.__name__}.{f.name} has no slot {slot}")
-        setattr(cls, f.name, _name_property() if f.name == "name" else _lazy_property(slot))
+        if f.name == "name":
+            made = _name_property()
+        elif f.name in ("data", "raw"):  # declared by Event only
+            made = _lazy_property(slot)
+        else:
+            made = _typed_property(slot)
+        setattr(cls, f.name, made)
     return cls
 
 
@@ -634,7 +704,7 @@ def event_from_message(msg: Dict[str, Any], data: Any = _FROM_MSG) -> Event:
             event = _new(Event)
     event._name = name
     event._text = None
-    event._hot = False
+    event._hot = event._lazy = False
     event._nbytes = 0
     event._raw = msg
     event._data = data
