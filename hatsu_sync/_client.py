@@ -265,7 +265,8 @@ class Client:
         :class:`Disconnected`) or ``"error"`` (with the exception). Handlers run on the
         client's callback thread, one argument each, in arrival order. A handler that raises
         is given to the ``"error"`` handlers, or, when there is none, reported with its
-        traceback through :func:`threading.excepthook`.
+        traceback through :func:`threading.excepthook`. ``get_event()`` gets every event too:
+        an equal event of its own, not the object the handlers get.
 
         Raises:
             ValueError: ``key`` is a str that is none of the above (``"connected"``,

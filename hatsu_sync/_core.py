@@ -69,10 +69,28 @@ class Core:
     # -- the transport's Listener ---------------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
-        """Queue an event for get_event() and the callbacks; :meth:`flush` wakes their readers."""
+        """Queue an event for get_event() and the callbacks; :meth:`flush` wakes their readers.
+
+        An event that some handler matches goes to the callbacks, and get_event() gets a twin
+        of it: an equal event of its own, unread, from the same message text. The callbacks
+        read the one the decoder may have built already; the twin costs only its text while
+        it waits, and is built if somebody pulls it. So a program that only uses callbacks
+        keeps ``max_queue`` small unread events, not ones full of what its handlers read, and
+        a handler's changes to an event never show in get_event()'s.
+        """
         self.events_received += 1
+        registry = self.registry
+        if registry.has_event_handlers:
+            # The registry's cache, read inline as the callback thread does: once per event.
+            by_name = registry._cache.get(type(event))
+            handlers = by_name.get(event._name) if by_name is not None else None
+            if handlers is None:
+                handlers = registry.for_event(event)
+            if handlers:
+                self.buffer.put(event._twin() if event._lazy else event)
+                self.callbacks.submit_event(event)
+                return
         self.buffer.put(event)
-        self.callbacks.submit_event(event)
 
     def flush(self) -> None:
         """Wake whoever waits for what :meth:`deliver` queued (called before a blocking read)."""

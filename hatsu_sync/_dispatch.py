@@ -252,7 +252,7 @@ class CallbackThread:
         """
         if not self._registry.has_event_handlers:
             return
-        size: int = getattr(event, "_nbytes", 0)
+        size: int = event._nbytes
         sizes = self._sizes
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
             with self._lock:
@@ -344,7 +344,7 @@ class CallbackThread:
                     continue
                 # The registry's cache, read inline: this runs for every event.
                 by_name = registry._cache.get(type(item))
-                handlers = by_name.get(item.name) if by_name is not None else None
+                handlers = by_name.get(item._name) if by_name is not None else None
                 if handlers is None:
                     handlers = registry.for_event(item)
                 for handler in handlers:

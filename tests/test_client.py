@@ -315,6 +315,54 @@ def test_get_event_does_not_wait_for_callbacks(
     release.set()
 
 
+def test_callbacks_and_get_event_each_get_their_own_equal_event(
+    gateway: LocalGateway, make_client: MakeClient
+) -> None:
+    """An event a handler takes reaches get_event() too, equal, as an object of its own: what
+    the handler reads or changes stays out of get_event()'s event, which is still unread."""
+    client = make_client()
+    handled: list[Event] = []
+    done = threading.Event()
+
+    def handler(event: Event) -> None:
+        assert isinstance(event, PresenceUpdate)
+        assert event.presence is not None
+        handled.append(event)
+        event.presence.description = "changed by a handler"
+        done.set()
+
+    client.on("PRESENCE_UPDATE", handler)
+    client.connect(timeout=T)
+    gateway.wait_for_clients(1, timeout=T)
+    message = next(m for m in SAMPLE_EVENTS if m["t"] == "PRESENCE_UPDATE")
+    gateway.send(message)
+    assert done.wait(T)
+    pulled = take(client, 3)[2]
+    assert isinstance(pulled, PresenceUpdate)
+    assert pulled is not handled[0]
+    assert pulled._lazy  # unread: it holds the message text only
+    assert pulled.presence is not None
+    assert pulled.presence.description != "changed by a handler"
+    assert pulled.raw == message
+    assert pulled.user_id == handled[0].user_id
+
+
+def test_events_no_handler_takes_reach_get_event_as_decoded(
+    gateway: LocalGateway, make_client: MakeClient
+) -> None:
+    """With handlers for other names only, get_event() gets the event the decoder made (no
+    twin, and built at once while the reader keeps up), and no callback queue holds it."""
+    client = make_client()
+    client.on("NOTIFICATION", lambda event: None)
+    client.connect(timeout=T)
+    gateway.wait_for_clients(1, timeout=T)
+    gateway.send(next(m for m in SAMPLE_EVENTS if m["t"] == "PRESENCE_UPDATE"))
+    pulled = take(client, 3)[2]
+    assert isinstance(pulled, PresenceUpdate)
+    assert pulled._hot  # built by the decoder, waiting for its first read
+    assert pulled.presence is not None
+
+
 def test_off_removes_a_handler(gateway: LocalGateway, make_client: MakeClient) -> None:
     """off() stops a handler from being called and says whether it was registered."""
     client = make_client()
