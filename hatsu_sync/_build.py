@@ -514,7 +514,7 @@ def decoded_event(msg: dict[str, Any], text: bytes | str, nbytes: int, build: bo
         text: the message as received: UTF-8 bytes (inflated), or a str (the caller keeps
             only ASCII ones as str: others cost up to four bytes a character). Not copied.
         nbytes: the message's size in bytes, stored as ``_nbytes``.
-        build: build every field now (the event is then "hot": see models._Lazy), rather
+        build: build every field now (the event is then "hot": see _lazy._Lazy), rather
             than on first read.
     """
     name = msg["t"]
