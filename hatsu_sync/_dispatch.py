@@ -79,7 +79,7 @@ class EventBuffer:
 
     def put(self, event: Event) -> None:
         """Append an event (from the socket thread), pushing out the oldest while over budget."""
-        size: int = getattr(event, "_nbytes", 0)
+        size: int = event._nbytes
         sizes = self._sizes
         items = self._items
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
@@ -250,8 +250,11 @@ class CallbackThread:
 
         Like :meth:`EventBuffer.put`, this does not wake the thread: :meth:`wake` does.
         """
-        if not self._registry.has_event_handlers:
-            return
+        if self._registry.has_event_handlers:
+            self.push_event(event)
+
+    def push_event(self, event: Event) -> None:
+        """Queue an event that some handler takes (the caller has looked), without waking."""
         size: int = event._nbytes
         sizes = self._sizes
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
