@@ -389,17 +389,24 @@ def test_ctrl_c_interrupts_a_blocked_call(gateway: LocalGateway, blocked_in: str
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A child still running at the deadline is made to print every thread's stack.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
         gateway.wait_for_clients(1, timeout=T)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=T)
+        try:
+            out, err = proc.communicate(timeout=T)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=T)
+            raise AssertionError(f"still running {T} s after SIGINT:\n{out}\n{err}") from None
     finally:
         proc.kill()
     assert out.startswith("interrupted"), (out, err)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, (out, err)
 
 
 def test_interpreter_exits_without_close(gateway: LocalGateway) -> None:
