@@ -95,6 +95,11 @@ class Deadline:
 _allocate_lock = threading.Lock
 # Lock.acquire refuses timeouts over TIMEOUT_MAX; longer waits are for ever in practice.
 _LONGEST = threading.TIMEOUT_MAX
+# The main thread never sleeps longer than this at a time. A signal (Ctrl-C) interrupts a
+# sleeping lock, but one that lands just before the sleep begins (after the interpreter's last
+# look for signals: Python 3.13's locks spin a while first) finds nothing to interrupt, and its
+# handler would wait until the lock is released. Waking now and then bounds that delay.
+MAIN_THREAD_SLICE = 0.25
 
 
 class Wakeup:
@@ -113,9 +118,16 @@ class Wakeup:
         return token
 
     def wait(self, token: Any, timeout: float | None) -> None:
-        """Block until woken or ``timeout`` (None: no limit), then forget ``token``."""
+        """Block until woken or ``timeout`` (None: no limit), then forget ``token``.
+
+        On the main thread it may return sooner, after :data:`MAIN_THREAD_SLICE` seconds
+        (so that a signal's handler runs): callers look at what they wait for and wait again.
+        """
+        limit = _LONGEST
+        if threading.current_thread() is threading.main_thread():
+            limit = MAIN_THREAD_SLICE
         try:
-            token.acquire(True, -1 if timeout is None else min(timeout, _LONGEST))
+            token.acquire(True, limit if timeout is None else min(timeout, limit))
         finally:
             self.cancel(token)
 

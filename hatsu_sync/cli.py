@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Callable, TextIO
 
@@ -23,7 +24,7 @@ from ._client import DEFAULT_GATEWAY, Client
 from ._clitext import hide, json_line, terminal_safe
 from ._format import describe
 from ._samples import SAMPLE_EVENTS
-from ._state import Connected, Disconnected
+from ._state import MAIN_THREAD_SLICE, Connected, Disconnected
 from .exceptions import HatsuError
 from .models import Event
 
@@ -205,7 +206,8 @@ def _run_listen(args: argparse.Namespace) -> int:
     worker = threading.Thread(target=pump, name="hatsu-cli-listen", daemon=True)
     worker.start()
     try:
-        finished.wait()
+        while not finished.wait(MAIN_THREAD_SLICE):  # in slices: see _state.MAIN_THREAD_SLICE
+            pass
     except KeyboardInterrupt:
         # The user wants out now: a short goodbye (the close frame), not the full 5 s.
         client.close(timeout=_CLOSE_ON_INTERRUPT)
@@ -255,8 +257,8 @@ def _run_gateway(args: argparse.Namespace) -> int:
         sent = 0 if stdin is None else feed_lines(gateway, stdin, complain)
         # The input ended (a pipe that closed, </dev/null): go on serving until Ctrl-C.
         out.line(f"stdin ended ({sent} line(s) sent); serving until Ctrl-C.")
-        threading.Event().wait()
-    return 0  # pragma: no cover - only Ctrl-C leaves the wait
+        while True:  # only Ctrl-C (KeyboardInterrupt) ends it; in slices: see MAIN_THREAD_SLICE
+            time.sleep(MAIN_THREAD_SLICE)
 
 
 # -- the parser ----------------------------------------------------------------------------------

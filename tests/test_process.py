@@ -188,6 +188,50 @@ while not stopping:
 print("rounds", rounds, flush=True)
 """
 
+MISSED_WAKE_CHILD = """
+import signal
+client = new_client()
+client.connect(timeout=5)
+client.get_event(timeout=5)  # HELLO
+client.get_event(timeout=5)  # READY: from now on nothing arrives
+poked = []
+
+def poke():
+    time.sleep(0.3)  # let the main thread fall asleep in the call below
+    poked.append(time.monotonic())
+    # Handled on this thread: the C handler only flags the signal for the main thread, whose
+    # sleep nothing interrupts, as when a Ctrl-C lands just before a sleep begins.
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+threading.Thread(target=poke, daemon=True).start()
+try:
+    if sys.argv[2] == "wait":
+        client.wait()
+    elif sys.argv[2] == "events":
+        for _ in client.events():
+            pass
+    else:
+        client.get_event()
+except KeyboardInterrupt:
+    print("interrupted after", round(time.monotonic() - poked[0], 3), flush=True)
+client.close()
+"""
+
+
+@pytest.mark.parametrize("call", ["get_event", "wait", "events"])
+def test_a_signal_the_main_thread_sleep_missed_is_handled_soon(
+    gateway: LocalGateway, call: str
+) -> None:
+    """A main thread blocked in a client call with no time limit wakes now and then, so a
+    signal that did not interrupt its sleep (it came just before) still runs within a second."""
+    proc = child(MISSED_WAKE_CHILD, gateway.ws_url, call)
+    line = read_line(proc, 2 * T)
+    out, err = finish(proc)
+    assert line.startswith("interrupted after"), (line, out, err)
+    assert float(line.split()[-1]) < 1.0, line
+    assert proc.returncode == 0, err
+
+
 SIGNAL_MODES = ("block", "timeout", "poll", "events", "iter", "wait", "send", "connect")
 
 
