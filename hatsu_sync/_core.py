@@ -138,22 +138,33 @@ class Core:
         """Undo :meth:`enter_main`; the outermost call finishes what a signal handler deferred."""
         if previous == call:  # not the main thread, or re-entered: nothing recorded
             return
-        self.main_call = previous
         if previous is not None:
+            self.main_call = previous
             return
-        while self.deferred_sends:
-            text = self.deferred_sends.popleft()
-            self.send_deferred(text)
-        pending = self.close_pending
-        if pending is not None:
-            self.close_pending = None
-            self.shutdown(Deadline(pending[0]))
+        while True:
+            # Still marked as inside a call while finishing the handlers' work, which takes
+            # locks: a handler that lands meanwhile defers its own work to this loop instead
+            # of running a close inside this one (it would wait for locks held below it).
+            self.main_call = "close"
+            try:
+                while self.deferred_sends:
+                    self.send_deferred(self.deferred_sends.popleft())
+                pending = self.close_pending
+                if pending is not None:
+                    self.close_pending = None
+                    self.shutdown(Deadline(pending[0]))
+            finally:
+                self.main_call = None
+            # A handler that landed between the last look and here deferred to this loop.
+            if not self.deferred_sends and self.close_pending is None:
+                return
 
     def send_deferred(self, text: str) -> None:
-        """Send what a signal handler's ``send()`` left for the interrupted ``send()``."""
+        """Send what a signal handler's ``send()`` left for the interrupted call: before the
+        close that the same handler may have asked for, which runs right after."""
         supervisor = self.supervisor
         connection = supervisor.current() if supervisor is not None else None
-        if connection is None or self.closing:
+        if connection is None:
             log.warning("a send() from a signal handler was dropped: the client is not connected")
             return
         try:

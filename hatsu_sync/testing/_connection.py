@@ -339,10 +339,15 @@ class Connection:
             self.client_close = (close.code, close.reason) if close is not None else (None, "")
 
     def _message_locked(self, data: bytes) -> None:
-        if self.protocol.state is not State.OPEN:
+        # A message read in the same chunk as the client's close frame comes after the
+        # protocol has seen that close (CLOSING): it was sent before it, so it is recorded,
+        # but no longer answered.
+        state = self.protocol.state
+        if state is State.CLOSED:
             return
         if not self.identified:
-            self._identify_locked(data)
+            if state is State.OPEN:
+                self._identify_locked(data)
             return
         value: Any
         try:
@@ -350,6 +355,8 @@ class Connection:
         except (ValueError, RecursionError):
             value = data
         self.gateway._record_received(value)
+        if state is not State.OPEN:
+            return
         if isinstance(value, dict) and value.get("t") == "HEARTBEAT":
             ack = {"t": "ACK", "_s": self.hello_id, "s": value.get("s"), "d": None}
             self._queue_message_locked(json.dumps(ack).encode())
