@@ -88,7 +88,7 @@ class Core:
                 handlers = registry.for_event(event)
             if handlers:
                 self.buffer.put(event._twin() if event._lazy else event)
-                self.callbacks.push_event(event)
+                self.callbacks.submit_event(event)
                 return
         self.buffer.put(event)
 

@@ -246,15 +246,11 @@ class CallbackThread:
         self._wakeup.wake_all()
 
     def submit_event(self, event: Event) -> None:
-        """Queue an event for its handlers (a no-op while no event handler is registered).
+        """Queue an event that some handler takes (the caller has looked: see
+        ``Core.deliver``).
 
         Like :meth:`EventBuffer.put`, this does not wake the thread: :meth:`wake` does.
         """
-        if self._registry.has_event_handlers:
-            self.push_event(event)
-
-    def push_event(self, event: Event) -> None:
-        """Queue an event that some handler takes (the caller has looked), without waking."""
         size: int = event._nbytes
         sizes = self._sizes
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
