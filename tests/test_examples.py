@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -60,20 +61,27 @@ def test_callbacks_handles_both_connections(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("where", ["examples folder", "elsewhere"])
 def test_zlib_example_runs_from_anywhere(where: str, tmp_path: Path) -> None:
-    """examples/zlib.py decodes the zlib stream, even run from its own folder (where its name
-    would hide the standard zlib module)."""
+    """examples/zlib_stream.py decodes the zlib stream, run from its own folder or not."""
     if where == "examples folder":
-        done = run_example("zlib.py", cwd=EXAMPLES)
+        done = run_example("zlib_stream.py", cwd=EXAMPLES)
     else:
-        done = run_example(str(EXAMPLES / "zlib.py"), cwd=tmp_path)
+        done = run_example(str(EXAMPLES / "zlib_stream.py"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "GUILD_INIT: 'Very Large Guild' with 2000 channels" in done.stdout
     assert f"{3 + len(SAMPLE_EVENTS)} events, 0 decode errors" in done.stdout
 
 
+def test_no_example_hides_a_module() -> None:
+    """Python puts a script's folder first on the import path: an example named like a
+    module (it was once zlib.py) would replace that module for every example run from
+    there, hatsu_sync's own imports included."""
+    hidden = [p.name for p in EXAMPLES.glob("*.py") if importlib.util.find_spec(p.stem)]
+    assert hidden == []
+
+
 def test_example_help_mentions_the_session_id(tmp_path: Path) -> None:
     """Every example script takes --session-id (else HATSU_SESSION_ID) for the real gateway."""
-    for script in ("pull.py", "callbacks.py", "zlib.py"):
+    for script in ("pull.py", "callbacks.py", "zlib_stream.py"):
         done = run_example(str(EXAMPLES / script), "--help", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "--session-id" in done.stdout

@@ -6,21 +6,15 @@ reassembles fragmented messages and starts a fresh stream on every reconnect.
 Without a session id this runs against a LocalGateway (a real hatsu gateway on 127.0.0.1)
 that plays the sample events and one large GUILD_INIT; with one it reads your own stream:
 
-    python examples/zlib.py
-    python examples/zlib.py --session-id YOUR_SESSION_ID     # or set HATSU_SESSION_ID
+    python examples/zlib_stream.py
+    python examples/zlib_stream.py --session-id YOUR_SESSION_ID     # or set HATSU_SESSION_ID
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-
-# This file is named zlib.py, and Python puts a script's folder first on the import path:
-# drop it, so that `import zlib` (in websocket-client, in hatsu_sync) finds the standard one.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
-import argparse
 
 from hatsu_sync import DEFAULT_GATEWAY, Client, GuildInit, HatsuError
 from hatsu_sync.testing import SAMPLE_EVENTS, LocalGateway
@@ -76,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except HatsuError as exc:
-        print(f"zlib.py: {exc}", file=sys.stderr)
+        print(f"zlib_stream.py: {exc}", file=sys.stderr)
         return 1
     return 0
 
