@@ -60,6 +60,11 @@ class Core:
         # A close() deferred to main_call's end: (its timeout,), or None when there is none.
         self.close_pending: tuple[float | None] | None = None
         self.deferred_sends: deque[str] = deque()
+        # What deliver() took since the last flush(): get_event()'s items and their sizes, and
+        # the events for the callbacks. The transport thread's alone.
+        self._batch: list[Event | bytes | str] = []
+        self._batch_sizes: list[int] = []
+        self._for_callbacks: list[Event] = []
         # Written by the transport thread only; read as snapshots.
         self.events_received = 0
         self.decode_errors = 0
@@ -69,16 +74,15 @@ class Core:
     # -- the transport's Listener ---------------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
-        """Queue an event for get_event() and the callbacks; :meth:`flush` wakes their readers.
+        """Take an event for get_event() and the callbacks; :meth:`flush` queues what one read
+        of the socket delivered, at once, and wakes their readers.
 
-        An event that some handler matches goes to the callbacks, and get_event() gets a twin
-        of it: an equal event of its own, unread, from the same message text. The callbacks
-        read the one the decoder may have built already; the twin costs only its text while
-        it waits, and is built if somebody pulls it. So a program that only uses callbacks
-        keeps ``max_queue`` small unread events, not ones full of what its handlers read, and
-        a handler's changes to an event never show in get_event()'s.
+        An event that some handler matches goes to the callbacks, and get_event() gets an
+        equal event of its own, built from the same message text when it is taken (see
+        :meth:`EventBuffer.put_many`): the buffer keeps only that text meanwhile, so a
+        program that only uses callbacks keeps ``max_queue`` texts, not events full of what
+        its handlers read, and a handler's changes to an event never show in get_event()'s.
         """
-        self.events_received += 1
         registry = self.registry
         if registry.has_event_handlers:
             # The registry's cache, read inline as the callback thread does: once per event.
@@ -87,17 +91,37 @@ class Core:
             if handlers is None:
                 handlers = registry.for_event(event)
             if handlers:
-                self.buffer.put(event._twin() if event._lazy else event)
-                self.callbacks.submit_event(event)
+                text = event._text
+                self._batch.append(event if text is None else text)
+                self._batch_sizes.append(event._nbytes)
+                self._for_callbacks.append(event)
                 return
-        self.buffer.put(event)
+        self._batch.append(event)
+        self._batch_sizes.append(event._nbytes)
 
     def flush(self) -> None:
-        """Wake whoever waits for what :meth:`deliver` queued (called before a blocking read)."""
+        """Queue what :meth:`deliver` took, and wake whoever waits for it (called before each
+        read that may block, and before anything else reaches the callback queue)."""
+        self._hand_over()
         self.buffer.wake()
         self.callbacks.wake()
 
+    def _hand_over(self) -> None:
+        batch = self._batch
+        if not batch:
+            return
+        sizes = self._batch_sizes
+        self._batch, self._batch_sizes = [], []
+        self.events_received += len(batch)
+        # get_event()'s first: a callback never runs before its event can be taken there.
+        self.buffer.put_many(batch, sizes)
+        events = self._for_callbacks
+        if events:
+            self._for_callbacks = []
+            self.callbacks.submit_many(events, [event._nbytes for event in events])
+
     def decode_failed(self, error: DecodeError) -> None:
+        self._hand_over()  # the events before it first, for the callbacks too
         self.decode_errors += 1
         log.warning("a gateway message was discarded: %s", redact_known(str(error)))
         self.callbacks.submit_lifecycle("error", error)
@@ -239,6 +263,7 @@ class Core:
         self.main_call = None
         self.close_pending = None
         self.deferred_sends.clear()
+        self._batch, self._batch_sizes, self._for_callbacks = [], [], []
         self.buffer.discard()  # the parent's events, handled there
         self.callbacks.discard()
         self.closed = Latch()  # the old one may list parent threads' waits

@@ -17,15 +17,16 @@ session id inside messages (HELLO, READY, ACK), and these messages end up in log
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from ._build import decoded_event, parse
 from .exceptions import DecodeError
 from .models import Event
 
-__all__ = ["Decoder"]
+__all__ = ["Decoder", "revive"]
 
 # The recent window (see Decoder): how many of the latest events may stay built, and how many
 # bytes of messages at most. A reader that keeps up reads events well inside it (the
@@ -238,6 +239,49 @@ class Decoder:
                     size=size,
                 )
         return document
+
+
+def revive(text: bytes | str) -> Event:
+    """The event a message that :meth:`Decoder.decode` accepted decodes to, decoded again.
+
+    For an event that went to the callbacks, ``get_event()``'s buffer keeps only the message
+    text (see ``Core.deliver``), and this builds get_event()'s own, equal event from it when it
+    is taken: every field built at once, as whoever takes an event reads it.
+
+    Raises:
+        Nothing the decoder did not already raise for this text: a message parsed on the
+        socket thread may be nested too deeply to parse at the caller's depth, and is then
+        parsed on a thread of its own.
+    """
+    try:
+        return _revive(text)
+    except RecursionError:
+        return _on_fresh_stack(lambda: _revive(text))
+
+
+def _revive(text: bytes | str) -> Event:
+    return decoded_event(parse(text), text, len(text), True)
+
+
+def _on_fresh_stack(function: Callable[[], Event]) -> Event:
+    """``function()`` run on a new thread, whose stack is as shallow as the socket thread's."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(function())
+        except BaseException as exc:  # handed to the caller, not to threading.excepthook
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="hatsu-sync-revive", daemon=True)
+    thread.start()
+    # No timeout: the thread only repeats a parse the socket thread finished, and whatever
+    # it raises comes back here.
+    thread.join()
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result  # type: ignore[no-any-return]
 
 
 def _size(payload: bytes | bytearray | str) -> int:

@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from ._decode import revive
 from ._redact import redact_known
 from ._registry import LIFECYCLE, Handler, Handlers, Registry, check_key
 from ._state import Deadline, Wakeup
@@ -67,7 +68,7 @@ class EventBuffer:
     """
 
     def __init__(self, max_items: int, max_bytes: int) -> None:
-        self._items: deque[Event] = deque()
+        self._items: deque[Event | bytes | str] = deque()
         self._max_items = max_items
         self._max_bytes = max_bytes
         self._sizes: deque[int] = deque()  # see the notes above the class
@@ -79,7 +80,9 @@ class EventBuffer:
 
     def put(self, event: Event) -> None:
         """Append an event (from the socket thread), pushing out the oldest while over budget."""
-        size: int = event._nbytes
+        self._put(event, event._nbytes)
+
+    def _put(self, item: Event | bytes | str, size: int) -> None:
         sizes = self._sizes
         items = self._items
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
@@ -94,9 +97,46 @@ class EventBuffer:
                     pass
             else:
                 self._make_room(size)
-        items.append(event)
+        items.append(item)
         sizes.append(size)
         self._total += size
+
+    def put_many(self, batch: list[Event | bytes | str], batch_sizes: list[int]) -> None:
+        """Append what the socket thread decoded from one read, in order, as :meth:`put` would
+        one by one, but at the cost of one ``extend`` while the budget holds.
+
+        An item is an event, or the message text of an event that went to the callbacks:
+        :meth:`get` then hands out an equal event of its own, decoded again from the text, so
+        that an unread backlog costs its texts alone, and a handler's changes to its event
+        never show in get_event()'s.
+        """
+        sizes = self._sizes
+        items = self._items
+        added = sum(batch_sizes)
+        over = len(sizes) + len(batch) - self._max_items
+        if over > 0 and len(sizes) == len(items) and over <= len(items):
+            # Full by count with nobody reading (the steady state of a callback-only client):
+            # drop the oldest at once, then see below whether the bytes fit.
+            popleft, forget = items.popleft, sizes.popleft
+            total = self._total
+            dropped = 0
+            try:
+                for _ in range(over):
+                    popleft()
+                    dropped += 1
+                    total -= forget()
+            except IndexError:  # readers took the rest meanwhile
+                pass
+            self.dropped += dropped
+            self._total = total
+            over = 0
+        if over > 0 or self._total + added > self._max_bytes:
+            for item, size in zip(batch, batch_sizes):
+                self._put(item, size)
+            return
+        items.extend(batch)
+        sizes.extend(batch_sizes)
+        self._total += added
 
     def _make_room(self, size: int) -> None:
         items = self._items
@@ -134,9 +174,11 @@ class EventBuffer:
         """
         items = self._items
         try:
-            return items.popleft()
+            item = items.popleft()
         except IndexError:
             pass
+        else:
+            return item if isinstance(item, Event) else revive(item)
         if not self.started and not self._closed:
             raise NotStarted
         if timeout is not None and timeout <= 0:
@@ -149,12 +191,12 @@ class EventBuffer:
             # Listed before looking: a put or close from now on wakes this thread.
             token = wakeup.enlist()
             try:
-                event = items.popleft()
+                item = items.popleft()
             except IndexError:
                 pass
             else:
                 wakeup.cancel(token)
-                return event
+                return item if isinstance(item, Event) else revive(item)
             if self._closed:
                 wakeup.cancel(token)
                 return self._last(items)
@@ -165,12 +207,13 @@ class EventBuffer:
             wakeup.wait(token, remaining)
 
     @staticmethod
-    def _last(items: deque[Event]) -> Event:
+    def _last(items: deque[Event | bytes | str]) -> Event:
         # Closed: the transport has stopped adding, but may have added one since the last look.
         try:
-            return items.popleft()
+            item = items.popleft()
         except IndexError:
             raise BufferClosed from None
+        return item if isinstance(item, Event) else revive(item)
 
     def close(self) -> None:
         """Wake every waiter; buffered events are still handed out, then BufferClosed."""
@@ -251,7 +294,9 @@ class CallbackThread:
 
         Like :meth:`EventBuffer.put`, this does not wake the thread: :meth:`wake` does.
         """
-        size: int = event._nbytes
+        self._submit(event, event._nbytes)
+
+    def _submit(self, event: Event, size: int) -> None:
         sizes = self._sizes
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
             with self._lock:
@@ -259,6 +304,19 @@ class CallbackThread:
         self._items.append(event)
         sizes.append(size)
         self._total += size
+
+    def submit_many(self, events: list[Event], event_sizes: list[int]) -> None:
+        """Queue the events of one read that some handler takes, in order, as
+        :meth:`submit_event` would one by one (one ``extend`` while the budget holds)."""
+        sizes = self._sizes
+        added = sum(event_sizes)
+        if self._total + added > self._max_bytes or len(sizes) + len(events) > self._max_items:
+            for event, size in zip(events, event_sizes):
+                self._submit(event, size)
+            return
+        self._items.extend(events)
+        sizes.extend(event_sizes)
+        self._total += added
 
     def submit_lifecycle(self, kind: str, value: object) -> None:
         """Queue a lifecycle notice (``"connect"``, ``"disconnect"``, ``"error"``) and wake."""

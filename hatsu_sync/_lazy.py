@@ -166,16 +166,6 @@ class _Lazy(_Model):
         says how."""
         raise NotImplementedError
 
-    def _twin(self) -> Any:
-        """A new unread event of the same class and message text (shared, not copied)."""
-        twin = object.__new__(type(self))
-        twin._name = self._name
-        twin._text = self._text
-        twin._nbytes = self._nbytes
-        twin._lazy = True
-        twin._hot = False
-        return twin
-
     def _unbuild(self) -> None:
         """Drop what the decoder built, if nobody claimed it: back to the text alone."""
         with _commit_lock:

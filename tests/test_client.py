@@ -319,7 +319,7 @@ def test_callbacks_and_get_event_each_get_their_own_equal_event(
     gateway: LocalGateway, make_client: MakeClient
 ) -> None:
     """An event a handler takes reaches get_event() too, equal, as an object of its own: what
-    the handler reads or changes stays out of get_event()'s event, which is still unread."""
+    the handler reads or changes stays out of get_event()'s event, built from the message."""
     client = make_client()
     handled: list[Event] = []
     done = threading.Event()
@@ -340,11 +340,47 @@ def test_callbacks_and_get_event_each_get_their_own_equal_event(
     pulled = take(client, 3)[2]
     assert isinstance(pulled, PresenceUpdate)
     assert pulled is not handled[0]
-    assert pulled._lazy  # unread: it holds the message text only
     assert pulled.presence is not None
+    assert pulled.presence is not handled[0].presence
     assert pulled.presence.description != "changed by a handler"
     assert pulled.raw == message
     assert pulled.user_id == handled[0].user_id
+
+
+def test_handled_and_unhandled_events_and_errors_keep_their_order(
+    gateway: LocalGateway, make_client: MakeClient
+) -> None:
+    """Events some handler takes, events none does and undecodable messages, mixed in one
+    burst: get_event() has every event in order, and the callbacks see theirs and each
+    "error" in order, the error between the events it came between."""
+    client = make_client()
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def handler(event: Event) -> None:
+        seen.append(event.data)
+        if event.data == 299:
+            done.set()
+
+    client.on("A", handler)
+    client.on("error", lambda error: seen.append("error"))
+    client.connect(timeout=T)
+    gateway.wait_for_clients(1, timeout=T)
+    expected = []
+    for i in range(300):
+        if i == 150:
+            gateway.send_raw("not json")
+            expected.append("error")
+        name = "A" if i % 3 else "B"
+        gateway.send({"t": name, "d": i})
+        if name == "A":  # the last, 299, is one
+            expected.append(i)
+    assert done.wait(T)
+    assert seen == expected
+    pulled = take(client, 302)[2:]
+    assert [e.data for e in pulled] == list(range(300))
+    assert [e.name for e in pulled[:6]] == ["B", "A", "A", "B", "A", "A"]
+    assert client.stats.events_dropped == 0
 
 
 def test_events_no_handler_takes_reach_get_event_as_decoded(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hatsu_sync import Event, PresenceUpdate
+from hatsu_sync._build import parse
+from hatsu_sync._decode import Decoder, revive
 from hatsu_sync._dispatch import BufferClosed, CallbackThread, EventBuffer
 from hatsu_sync._registry import Registry
 from hatsu_sync._state import Deadline, Latch
@@ -72,6 +78,108 @@ def test_buffer_is_still_bounded_by_count() -> None:
     assert buffer.dropped == 7
 
 
+# One step of a buffer's life: a batch of event sizes put at once, or a number of get()s.
+STEPS = st.lists(
+    st.one_of(
+        st.lists(st.integers(0, 700), min_size=1, max_size=12).map(lambda sizes: ("put", sizes)),
+        st.integers(1, 6).map(lambda n: ("get", n)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS, max_items=st.integers(1, 8), max_bytes=st.integers(1, 2000))
+def test_put_many_is_put_one_by_one(
+    steps: list[tuple[str, Any]], max_items: int, max_bytes: int
+) -> None:
+    """A batch put at once leaves the buffer, and its dropped count, as putting its events
+    one by one does, whatever the bounds, the sizes and the reads in between."""
+    batched = EventBuffer(max_items, max_bytes)
+    single = EventBuffer(max_items, max_bytes)
+    batched.started = single.started = True
+    serial = 0
+    for kind, arg in steps:
+        if kind == "put":
+            events = [sized("N", size, serial + i) for i, size in enumerate(arg)]
+            serial += len(events)
+            batched.put_many(list(events), [e._nbytes for e in events])
+            for event in events:
+                single.put(event)
+        else:
+            for _ in range(arg):
+                try:
+                    assert batched.get(0).data == single.get(0).data
+                except TimeoutError:
+                    with pytest.raises(TimeoutError):
+                        single.get(0)
+        assert batched.dropped == single.dropped
+    assert drain(batched) == drain(single)
+
+
+def test_put_many_steady_state_drops_one_per_event() -> None:
+    """Full by count and nobody reading (a callback-only client): each batch pushes out as
+    many of the oldest as it brings, counted."""
+    buffer = EventBuffer(max_items=100, max_bytes=10**6)
+    buffer.started = True
+    for start in range(0, 1000, 50):
+        batch: list[Event | bytes | str] = [sized("N", 10, i) for i in range(start, start + 50)]
+        buffer.put_many(batch, [10] * 50)
+    assert buffer.dropped == 900
+    assert drain(buffer) == list(range(900, 1000))
+
+
+def test_a_text_in_the_buffer_comes_out_as_its_event() -> None:
+    """What the buffer keeps of an event the callbacks took, its message text (bytes, or an
+    ASCII str), comes out of get() as an equal event of its own, built, in its place in order."""
+    decoder = Decoder()
+    message = {"t": "PRESENCE_UPDATE", "id": "5", "d": {"type": 1, "description": "x"}}
+    text = json.dumps(message)
+    event = decoder.decode(text, False)
+    buffer = EventBuffer(max_items=10, max_bytes=10**6)
+    buffer.started = True
+    before, after = Event("BEFORE", 1), Event("AFTER", 2)
+    buffer.put_many([before, text, text.encode(), after], [0, len(text), len(text), 0])
+    assert buffer.get(0) is before
+    for _ in range(2):
+        pulled = buffer.get(0)
+        assert type(pulled) is PresenceUpdate
+        assert pulled is not event
+        assert pulled == event
+        assert pulled.raw == message
+        assert pulled._nbytes == len(text)
+    assert buffer.get(0) is after
+
+
+def _at_depth(depth: int, function: Any) -> Any:
+    return function() if depth <= 0 else _at_depth(depth - 1, function)
+
+
+def test_revive_from_a_deep_stack() -> None:
+    """A message the socket thread parsed comes out of get() whole even when the caller's
+    stack is too deep to parse it (Python 3.9-3.11 count both against one recursion limit:
+    the message is then parsed on a thread of its own)."""
+    nesting = sys.getrecursionlimit() // 2
+    text = '{"t":"DEEP","d":' + "[" * nesting + "]" * nesting + "}"
+    event = Decoder().decode(text, False)  # on this test's shallow stack: it parses
+    depth = sys.getrecursionlimit() - nesting // 2
+
+    def parse_here() -> str:
+        try:
+            parse(text)
+        except RecursionError:
+            return "too deep"
+        return "parsed"
+
+    outcome = _at_depth(depth, parse_here)
+    if sys.version_info < (3, 12):
+        assert outcome == "too deep"  # so the revive below takes the other thread
+    pulled = _at_depth(depth, lambda: revive(text))
+    assert pulled == event
+    assert pulled.name == "DEEP"
+    assert not [t for t in threading.enumerate() if t.name == "hatsu-sync-revive"]
+
+
 def test_callback_queue_keeps_lifecycle_notices_and_its_budget() -> None:
     """The callback queue drops its oldest events over budget, never a lifecycle notice."""
     registry = Registry()
@@ -85,7 +193,10 @@ def test_callback_queue_keeps_lifecycle_notices_and_its_budget() -> None:
     callbacks.submit_lifecycle("connect", "hello")  # blocks the thread until released
     eventually(lambda: not callbacks._items, what="the thread to take the notice")
     for i in range(10):
-        callbacks.submit_event(sized("N", 300, i))
+        if i % 2:
+            callbacks.submit_event(sized("N", 300, i))
+        else:  # a batch of one: over budget it takes the same way
+            callbacks.submit_many([sized("N", 300, i)], [300])
         if i == 5:
             callbacks.submit_lifecycle("disconnect", "bye")
     release.set()
