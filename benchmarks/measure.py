@@ -88,9 +88,12 @@ def steady(base: str, encoding: str, count: int, rounds: int) -> None:
 
     No ``gc.collect()`` between them: whatever a closed client leaves to the cyclic collector
     lands, as in a user's program, in whichever run the collector happens to interrupt.
+
+    Each round also times the no-I/O limit over the same messages (``contenders.limit``, one
+    thread, no client): a control, which shows how steady the machine itself was meanwhile.
     """
-    rates: dict[str, list[float]] = {"hatsu-get": [], "hatsu-callback": []}
-    cpu_rates: dict[str, list[float]] = {"hatsu-get": [], "hatsu-callback": []}
+    rates: dict[str, list[float]] = {"hatsu-get": [], "hatsu-callback": [], "control": []}
+    cpu_rates: dict[str, list[float]] = {"hatsu-get": [], "hatsu-callback": [], "control": []}
     dropped: dict[str, int] = {"hatsu-get": 0, "hatsu-callback": 0}
     for i in range(rounds):
         order = ("hatsu-get", "hatsu-callback") if i % 2 == 0 else ("hatsu-callback", "hatsu-get")
@@ -102,6 +105,9 @@ def steady(base: str, encoding: str, count: int, rounds: int) -> None:
             rates[name].append(got["rate"])
             cpu_rates[name].append(got["cpu_rate"])
             dropped[name] += got["dropped"]
+        control = contenders.limit(count, encoding, "presence")
+        rates["control"].append(control["rate"])
+        cpu_rates["control"].append(control["cpu_rate"])
     _emit({"rates": rates, "cpu_rates": cpu_rates, "dropped": dropped})
 
 

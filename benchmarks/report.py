@@ -93,7 +93,9 @@ def _steady(results: dict[str, Any]) -> list[Target]:
     _title(
         f"Steadiness: {rounds} interleaved rounds of a get_event() client and a callback client, "
         f"{count:,} PRESENCE_UPDATE\neach, in one process, with no gc.collect() between; events/s "
-        "(and by CPU time, which other processes' load\ndoes not skew but a collector pause does)"
+        "(and by CPU time, which other processes' load\ndoes not skew but a collector pause does). "
+        "The control, not a target, is the no-I/O limit\ntimed in each round: how steady the "
+        "machine itself was"
     )
     rows = []
     targets = []
@@ -143,6 +145,22 @@ def _steady(results: dict[str, Any]) -> list[Target]:
                 ratio >= 0.9,
             )
         )
+        control = results[encoding]["rates"].get("control")
+        if control:  # not a target: how steady the machine itself was over the same rounds
+            median = _median(control)
+            rows.append(
+                [
+                    f"  control: no I/O, {encoding}",
+                    f"{median:,.0f}",
+                    f"{min(control):,.0f}",
+                    _pct(min(control) / median),
+                    f"{max(control):,.0f}",
+                    _pct(
+                        min(results[encoding]["cpu_rates"]["control"])
+                        / _median(results[encoding]["cpu_rates"]["control"])
+                    ),
+                ]
+            )
         dropped = results[encoding]["dropped"]["hatsu-callback"]
         if dropped:
             rows.append([f"  (callback, {encoding}: {dropped:,} events dropped, queue full)"])
