@@ -35,7 +35,8 @@ class Listener(Protocol):
         """A decoded event (called on the transport thread, must not block)."""
 
     def flush(self) -> None:
-        """Wake whoever waits for what ``deliver`` queued (called before a read may block)."""
+        """Pass on what ``deliver`` took and wake whoever waits for it (called before a read
+        may block, and when reading ends)."""
 
     def decode_failed(self, error: DecodeError) -> None:
         """A message that could not be decoded."""
@@ -99,9 +100,9 @@ class Reader:
             return Ending(None, f"connection lost: {describe(exc)}", exc)
 
     def _read(self, ws: websocket.WebSocket) -> Ending:
-        # A listener may queue events without waking their readers until its flush() (the
-        # client's core does: one wake-up per burst rather than one per event). It is called
-        # before every read that may block, and when reading ends.
+        # A listener may hold events, and wait to wake their readers, until its flush() (the
+        # client's core does: one hand-over and one wake-up per burst rather than per event).
+        # It is called before every read that may block, and when reading ends.
         flush = self._listener.flush
         try:
             return self._read_frames(ws, flush)
