@@ -112,13 +112,14 @@ class Core:
             return
         sizes = self._batch_sizes
         self._batch, self._batch_sizes = [], []
-        self.events_received += len(batch)
         # get_event()'s first: a callback never runs before its event can be taken there.
         self.buffer.put_many(batch, sizes)
         events = self._for_callbacks
         if events:
             self._for_callbacks = []
             self.callbacks.submit_many(events, [event._nbytes for event in events])
+        # Counted last: once the count shows an event, both queues have it (and its drops).
+        self.events_received += len(batch)
 
     def decode_failed(self, error: DecodeError) -> None:
         self._hand_over()  # the events before it first, for the callbacks too
