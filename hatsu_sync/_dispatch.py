@@ -60,7 +60,7 @@ class EventBuffer:
     One thread puts (the transport thread), any number get. The deque's own atomic
     ``append``/``popleft`` carry the events, and nobody takes a lock.
 
-    ``put`` does not wake the waiting readers: :meth:`wake` does, and the transport calls it
+    ``put_many`` does not wake the waiting readers: :meth:`wake` does, and the transport calls it
     (through ``_Core.flush``) before each socket read that may block, so a burst of events read
     from one chunk of the socket wakes a reader once, not once per event. A woken reader
     competes for the GIL with the transport thread, and per event that costs more than the
@@ -78,11 +78,8 @@ class EventBuffer:
         self.started = False  # set once a connection may fill the buffer
         self.dropped = 0
 
-    def put(self, event: Event) -> None:
-        """Append an event (from the socket thread), pushing out the oldest while over budget."""
-        self._put(event, event._nbytes)
-
     def _put(self, item: Event | bytes | str, size: int) -> None:
+        # One item of put_many's, when its batch may not fit: push out the oldest as needed.
         sizes = self._sizes
         items = self._items
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
@@ -102,8 +99,9 @@ class EventBuffer:
         self._total += size
 
     def put_many(self, batch: list[Event | bytes | str], batch_sizes: list[int]) -> None:
-        """Append what the socket thread decoded from one read, in order, as :meth:`put` would
-        one by one, but at the cost of one ``extend`` while the budget holds.
+        """Append what the socket thread decoded from one read, in order, with one ``extend``
+        while the budget holds; over it, the oldest items go (a batch as big as the budget
+        or bigger keeps its newest items, at least one), counted in :attr:`dropped`.
 
         An item is an event, or the message text of an event that went to the callbacks:
         :meth:`get` then hands out an equal event of its own, decoded again from the text, so
@@ -158,7 +156,7 @@ class EventBuffer:
         self._total = total
 
     def wake(self) -> None:
-        """Wake the threads waiting in :meth:`get` (``put`` does not: see the class notes)."""
+        """Wake the threads waiting in :meth:`get` (``put_many`` does not: see the class notes)."""
         if self._wakeup:
             self._wakeup.wake_all()
 
@@ -288,15 +286,8 @@ class CallbackThread:
         self._stopping = True
         self._wakeup.wake_all()
 
-    def submit_event(self, event: Event) -> None:
-        """Queue an event that some handler takes (the caller has looked: see
-        ``Core.deliver``).
-
-        Like :meth:`EventBuffer.put`, this does not wake the thread: :meth:`wake` does.
-        """
-        self._submit(event, event._nbytes)
-
     def _submit(self, event: Event, size: int) -> None:
+        # One event of submit_many's, when its batch may not fit: drop the oldest as needed.
         sizes = self._sizes
         if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
             with self._lock:
@@ -306,8 +297,12 @@ class CallbackThread:
         self._total += size
 
     def submit_many(self, events: list[Event], event_sizes: list[int]) -> None:
-        """Queue the events of one read that some handler takes, in order, as
-        :meth:`submit_event` would one by one (one ``extend`` while the budget holds)."""
+        """Queue the events of one read that some handler takes (the caller has looked: see
+        ``Core.deliver``), in order, with one ``extend`` while the budget holds; over it,
+        the oldest events go, never a lifecycle notice.
+
+        Like :meth:`EventBuffer.put_many`, this does not wake the thread: :meth:`wake` does.
+        """
         sizes = self._sizes
         added = sum(event_sizes)
         if self._total + added > self._max_bytes or len(sizes) + len(events) > self._max_items:

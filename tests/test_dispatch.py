@@ -28,6 +28,11 @@ def sized(name: str, nbytes: int, data: Any = None) -> Event:
     return event
 
 
+def put(buffer: EventBuffer, event: Event) -> None:
+    """Put one event, as a read that brought only it does."""
+    buffer.put_many([event], [event._nbytes])
+
+
 def drain(buffer: EventBuffer) -> list[Any]:
     out = []
     while True:
@@ -42,7 +47,7 @@ def test_buffer_drops_the_oldest_over_its_memory_budget() -> None:
     buffer = EventBuffer(max_items=1000, max_bytes=1000)
     buffer.started = True
     for i in range(10):
-        buffer.put(sized("N", 300, i))
+        put(buffer, sized("N", 300, i))
     assert drain(buffer) == [7, 8, 9]
     assert buffer.dropped == 7
 
@@ -52,7 +57,7 @@ def test_buffer_budget_counts_only_what_is_unread() -> None:
     buffer = EventBuffer(max_items=1000, max_bytes=1000)
     buffer.started = True
     for i in range(100):
-        buffer.put(sized("N", 400, i))
+        put(buffer, sized("N", 400, i))
         assert buffer.get(0).data == i
     assert buffer.dropped == 0
 
@@ -61,9 +66,9 @@ def test_an_event_over_the_whole_budget_is_still_delivered() -> None:
     """A single event bigger than the budget replaces everything else, alone."""
     buffer = EventBuffer(max_items=1000, max_bytes=1000)
     buffer.started = True
-    buffer.put(sized("N", 10, "small"))
-    buffer.put(sized("N", 5000, "huge"))
-    buffer.put(sized("N", 10, "after"))
+    put(buffer, sized("N", 10, "small"))
+    put(buffer, sized("N", 5000, "huge"))
+    put(buffer, sized("N", 10, "after"))
     assert drain(buffer) == ["after"]
     assert buffer.dropped == 2
 
@@ -73,7 +78,7 @@ def test_buffer_is_still_bounded_by_count() -> None:
     buffer = EventBuffer(max_items=3, max_bytes=1000)
     buffer.started = True
     for i in range(10):
-        buffer.put(Event("N", i))
+        put(buffer, Event("N", i))
     assert drain(buffer) == [7, 8, 9]
     assert buffer.dropped == 7
 
@@ -93,8 +98,8 @@ STEPS = st.lists(
 def test_put_many_is_put_one_by_one(
     steps: list[tuple[str, Any]], max_items: int, max_bytes: int
 ) -> None:
-    """A batch put at once leaves the buffer, and its dropped count, as putting its events
-    one by one does, whatever the bounds, the sizes and the reads in between."""
+    """A batch put at once leaves the buffer, and its dropped count, as putting its events in
+    batches of one does, whatever the bounds, the sizes and the reads in between."""
     batched = EventBuffer(max_items, max_bytes)
     single = EventBuffer(max_items, max_bytes)
     batched.started = single.started = True
@@ -105,7 +110,7 @@ def test_put_many_is_put_one_by_one(
             serial += len(events)
             batched.put_many(list(events), [e._nbytes for e in events])
             for event in events:
-                single.put(event)
+                put(single, event)
         else:
             for _ in range(arg):
                 try:
@@ -192,12 +197,9 @@ def test_callback_queue_keeps_lifecycle_notices_and_its_budget() -> None:
     callbacks.start()
     callbacks.submit_lifecycle("connect", "hello")  # blocks the thread until released
     eventually(lambda: not callbacks._items, what="the thread to take the notice")
-    for i in range(10):
-        if i % 2:
-            callbacks.submit_event(sized("N", 300, i))
-        else:  # a batch of one: over budget it takes the same way
-            callbacks.submit_many([sized("N", 300, i)], [300])
-        if i == 5:
+    for i in range(0, 10, 2):  # batches of two, the second crossing the budget
+        callbacks.submit_many([sized("N", 300, i), sized("N", 300, i + 1)], [300, 300])
+        if i == 4:
             callbacks.submit_lifecycle("disconnect", "bye")
     release.set()
     callbacks.wake()
@@ -261,12 +263,12 @@ def test_buffer_get_leaves_no_waiter_behind() -> None:
     reader = threading.Thread(target=lambda: got.append(buffer.get(T).data))
     reader.start()
     eventually(lambda: buffer._wakeup, what="the reader to wait")
-    buffer.put(Event("N", 1))
+    put(buffer, Event("N", 1))
     buffer.wake()
     reader.join(T)
     assert got == [1]
     assert not buffer._wakeup
-    buffer.put(Event("N", 2))
+    put(buffer, Event("N", 2))
     buffer.close()
     assert buffer.get(0).data == 2  # buffered events still come first once closed
     with pytest.raises(BufferClosed):
