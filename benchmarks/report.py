@@ -148,6 +148,7 @@ def _steady(results: dict[str, Any]) -> list[Target]:
         control = results[encoding]["rates"].get("control")
         if control:  # not a target: how steady the machine itself was over the same rounds
             median = _median(control)
+            control_cpu = results[encoding]["cpu_rates"]["control"]
             rows.append(
                 [
                     f"  control: no I/O, {encoding}",
@@ -155,10 +156,7 @@ def _steady(results: dict[str, Any]) -> list[Target]:
                     f"{min(control):,.0f}",
                     _pct(min(control) / median),
                     f"{max(control):,.0f}",
-                    _pct(
-                        min(results[encoding]["cpu_rates"]["control"])
-                        / _median(results[encoding]["cpu_rates"]["control"])
-                    ),
+                    _pct(min(control_cpu) / _median(control_cpu)),
                 ]
             )
         dropped = results[encoding]["dropped"]["hatsu-callback"]

@@ -80,22 +80,11 @@ class EventBuffer:
 
     def _put(self, item: Event | bytes | str, size: int) -> None:
         # One item of put_many's, when its batch may not fit: push out the oldest as needed.
-        sizes = self._sizes
-        items = self._items
-        if self._total + size > self._max_bytes or len(sizes) >= self._max_items:
-            if len(sizes) == len(items) and self._total + size <= self._max_bytes:
-                # Full by count, nothing taken since the last look (nobody is reading, as
-                # when only callbacks are used): the steady state, one event out per event in.
-                try:
-                    items.popleft()
-                    self.dropped += 1
-                    self._total -= sizes.popleft()
-                except IndexError:  # a reader took the last one meanwhile
-                    pass
-            else:
-                self._make_room(size)
-        items.append(item)
-        sizes.append(size)
+        # (The steady state of a full buffer nobody reads is put_many's own, faster path.)
+        if self._total + size > self._max_bytes or len(self._sizes) >= self._max_items:
+            self._make_room(size)
+        self._items.append(item)
+        self._sizes.append(size)
         self._total += size
 
     def put_many(self, batch: list[Event | bytes | str], batch_sizes: list[int]) -> None:
